@@ -1,0 +1,36 @@
+# Shared compile settings: warnings as errors for our own code, optional sanitizers.
+add_library(nvdp_warnings INTERFACE)
+target_compile_options(nvdp_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference
+  -Wimplicit-fallthrough)
+
+if(NVDP_SANITIZE)
+  message(STATUS "Sanitizers: ${NVDP_SANITIZE}")
+  add_compile_options(-fsanitize=${NVDP_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${NVDP_SANITIZE})
+endif()
+
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+  set(CMAKE_C_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()
+
+# nvdp_library(NAME SOURCES... DEPS ...): one static library per part under src/.
+function(nvdp_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE nvdp_warnings)
+endfunction()
+
+# nvdp_test(NAME SOURCES... DEPS ... LABELS ...): a GoogleTest binary registered with CTest.
+function(nvdp_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock_main nvdp_warnings)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}"
+    ENVIRONMENT "NVDP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;NVDP_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;NVDP_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()
