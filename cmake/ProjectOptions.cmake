@@ -25,12 +25,19 @@ function(nvdp_library name)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE nvdp_warnings)
 endfunction()
 
+# Where tests find the build and source trees (tests/nvml/fake_nvml_env.h reads these, and lets
+# NVDP_BIN_DIR / NVDP_SOURCE_DIR in the environment override them).
+function(nvdp_test_paths target)
+  target_compile_definitions(${target} PRIVATE
+    NVDP_TEST_BIN_DIR="${CMAKE_BINARY_DIR}/bin" NVDP_TEST_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+endfunction()
+
 # nvdp_test(NAME SOURCES... DEPS ... LABELS ...): a GoogleTest binary registered with CTest.
 function(nvdp_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock_main nvdp_warnings)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}"
-    ENVIRONMENT "NVDP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;NVDP_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;NVDP_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  nvdp_test_paths(${name})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()

@@ -1,0 +1,184 @@
+#include "app/daemon.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "app/plugin_manager.h"
+#include "device/inventory.h"
+#include "health/health_monitor.h"
+#include "nvml/dl_nvml.h"
+#include "sharing/sharing.h"
+#include "spdlog/spdlog.h"
+
+namespace nvdp::app {
+namespace {
+
+sigset_t DaemonSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&set, sig);
+  return set;
+}
+
+std::optional<std::string> GetEnv(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+// Waits for the next daemon signal.
+int WaitForSignal() {
+  sigset_t set = DaemonSignals();
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+plugin::ResponseOptions ResponseOptionsFrom(const config::Config& config) {
+  plugin::ResponseOptions options;
+  options.plugin = config.flags.plugin;
+  options.dev_root = config.flags.DevRoot();
+  options.mps_root = config.flags.mps_root;
+  return options;
+}
+
+void LogResources(const std::vector<sharing::ResourceSpec>& resources) {
+  for (const auto& spec : resources) {
+    std::vector<std::string> gpus;
+    for (const auto& gpu : spec.gpus) gpus.push_back(std::to_string(gpu.index));
+    spdlog::info("resource {}: {} GPU(s) [{}], {} device ID(s)", spec.name, spec.gpus.size(),
+                 absl::StrJoin(gpus, ","), sharing::AdvertisedDevices(spec).size());
+  }
+}
+
+// Idles until a stop signal (failOnInitError: false, or nothing to serve).
+int IdleUntilStopped() {
+  while (true) {
+    int sig = WaitForSignal();
+    if (sig != SIGHUP) return 0;
+    spdlog::info("SIGHUP ignored while idle; restart the plugin to retry");
+  }
+}
+
+}  // namespace
+
+void BlockDaemonSignals() {
+  sigset_t set = DaemonSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int RunValidate(const config::FlagOverrides& command_line, const config::FlagOverrides& env) {
+  auto loaded = config::LoadConfig(command_line, env);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "invalid configuration:\n%s\n", std::string(loaded.status().message()).c_str());
+    return 1;
+  }
+  for (const auto& warning : loaded->warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  std::printf("configuration is valid\n");
+  return 0;
+}
+
+int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env) {
+  auto loaded = config::LoadConfig(command_line, env);
+  if (!loaded.ok()) {
+    spdlog::error("invalid configuration:\n{}", std::string(loaded.status().message()));
+    return 1;
+  }
+  for (const auto& warning : loaded->warnings) spdlog::warn("config: {}", warning);
+  config::Config config = loaded->config;
+  const bool fail_on_init_error = config.flags.fail_on_init_error;
+
+  auto init_failed = [&](const std::string& what) {
+    if (fail_on_init_error) {
+      spdlog::error("{}; exiting (failOnInitError: true)", what);
+      return 1;
+    }
+    spdlog::error("{}; idling (failOnInitError: false)", what);
+    return IdleUntilStopped();
+  };
+
+  const auto candidates = config.flags.nvml_library
+                              ? std::vector<std::string>{*config.flags.nvml_library}
+                              : nvml::NvmlLibraryCandidates(config.flags.nvidia_driver_root);
+  auto nvml = nvml::LoadNvml(candidates);
+  if (!nvml.ok()) return init_failed("cannot load NVML: " + std::string(nvml.status().message()));
+  if (auto status = (*nvml)->Init(); !status.ok()) {
+    return init_failed("NVML init failed: " + std::string(status.message()));
+  }
+  auto inventory =
+      device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
+  if (!inventory.ok()) {
+    (*nvml)->Shutdown().IgnoreError();
+    return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));
+  }
+  spdlog::info("driver {}; {} GPU(s)", inventory->driver_version, inventory->gpus.size());
+
+  auto resources = sharing::BuildResources(config, *inventory);
+  if (!resources.ok()) {
+    spdlog::error("cannot apply the configuration to this node: {}",
+                  std::string(resources.status().message()));
+    return 1;
+  }
+  LogResources(*resources);
+
+  ManagerOptions options;
+  options.kubelet_socket = config.flags.kubelet_socket;
+  options.response = ResponseOptionsFrom(config);
+  PluginManager manager(options);
+  if (auto status = manager.Start(*resources); !status.ok()) {
+    spdlog::error("cannot start: {}", std::string(status.message()));
+    return 1;
+  }
+
+  std::vector<std::string> uuids;
+  for (const auto& gpu : inventory->gpus) uuids.push_back(gpu.uuid);
+  health::HealthMonitor monitor(
+      **nvml, uuids,
+      health::ParseHealthSettings(GetEnv("DP_DISABLE_HEALTHCHECKS"),
+                                  GetEnv("DP_ENABLE_HEALTHCHECKS")),
+      [&manager](const std::string& uuid, bool healthy) { manager.SetGpuHealthy(uuid, healthy); });
+  if (auto status = monitor.Start(); !status.ok()) {
+    spdlog::warn("health checks unavailable: {}", std::string(status.message()));
+  }
+
+  while (true) {
+    int sig = WaitForSignal();
+    if (sig != SIGHUP) {
+      spdlog::info("signal {}: stopping", sig);
+      break;
+    }
+    spdlog::info("SIGHUP: reloading the configuration");
+    auto reloaded = config::LoadConfig(command_line, env);
+    if (!reloaded.ok()) {
+      spdlog::error("reload rejected, keeping the running configuration:\n{}",
+                    std::string(reloaded.status().message()));
+      continue;
+    }
+    for (const auto& warning : reloaded->warnings) spdlog::warn("config: {}", warning);
+    auto new_resources = sharing::BuildResources(reloaded->config, *inventory);
+    if (!new_resources.ok()) {
+      spdlog::error("reload rejected, keeping the running configuration: {}",
+                    std::string(new_resources.status().message()));
+      continue;
+    }
+    LogResources(*new_resources);
+    manager.Update(*new_resources, ResponseOptionsFrom(reloaded->config));
+    config = reloaded->config;
+  }
+
+  monitor.Stop();
+  manager.Stop();
+  (*nvml)->Shutdown().IgnoreError();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace nvdp::app

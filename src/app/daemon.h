@@ -1,0 +1,23 @@
+// The nvidia-device-plugin daemon's top level: builds the real objects (config, NVML, inventory,
+// resources, plugin manager, health monitor, MPS readiness gate), then waits for signals:
+// SIGHUP reloads the config (a bad one is rejected and the running one kept), SIGTERM, SIGINT and
+// SIGQUIT stop cleanly (sockets removed).
+//
+// REQUIRES: BlockDaemonSignals() was called before any thread was started.
+#pragma once
+
+#include "config/loader.h"
+
+namespace nvdp::app {
+
+// Blocks the daemon's signals in the calling thread (and so in every thread it starts later);
+// they are then taken synchronously by RunDaemon's loop.
+void BlockDaemonSignals();
+
+// Runs until a stop signal. Returns the process exit status.
+int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env);
+
+// `validate`: loads and validates the configuration, prints every problem. 0 valid, 1 invalid.
+int RunValidate(const config::FlagOverrides& command_line, const config::FlagOverrides& env);
+
+}  // namespace nvdp::app

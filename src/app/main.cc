@@ -1,0 +1,35 @@
+// nvidia-device-plugin: the Kubernetes device plugin for NVIDIA GPUs with flexible MPS sharing.
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "app/daemon.h"
+#include "config/loader.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  nvdp::app::BlockDaemonSignals();
+
+  CLI::App cli{"Kubernetes device plugin for NVIDIA GPUs, with per-container MPS limits"};
+  nvdp::config::FlagOverrides flags;
+  nvdp::config::AddFlags(cli, flags);
+  std::string log_level = "info";
+  cli.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->envname("LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  auto* validate = cli.add_subcommand(
+      "validate", "Check the configuration (file, env, flags) and exit: 0 valid, 1 invalid");
+  CLI11_PARSE(cli, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  auto env = nvdp::config::FlagsFromEnv([](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  });
+  if (validate->parsed()) return nvdp::app::RunValidate(flags, env);
+  return nvdp::app::RunDaemon(flags, env);
+}

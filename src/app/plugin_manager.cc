@@ -1,0 +1,316 @@
+#include "app/plugin_manager.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kubelet/registrar.h"
+#include "spdlog/spdlog.h"
+
+namespace nvdp::app {
+namespace {
+
+bool SameResource(const sharing::ResourceSpec& a, const sharing::ResourceSpec& b) {
+  if (a.name != b.name || a.mode != b.mode || a.replicas != b.replicas ||
+      a.fail_requests_greater_than_one != b.fail_requests_greater_than_one ||
+      a.per_container_limits != b.per_container_limits || a.memory_limit != b.memory_limit ||
+      a.policy != b.policy || a.gpus.size() != b.gpus.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.gpus.size(); ++i) {
+    if (a.gpus[i].uuid != b.gpus[i].uuid) return false;
+  }
+  return true;
+}
+
+bool SameResponseOptions(const plugin::ResponseOptions& a, const plugin::ResponseOptions& b) {
+  const auto& p = a.plugin;
+  const auto& q = b.plugin;
+  return p.pass_device_specs == q.pass_device_specs &&
+         p.device_list_strategy == q.device_list_strategy &&
+         p.device_id_strategy == q.device_id_strategy &&
+         p.cdi_annotation_prefix == q.cdi_annotation_prefix &&
+         p.container_driver_root == q.container_driver_root &&
+         p.shared_devices_allocation_policy == q.shared_devices_allocation_policy &&
+         a.dev_root == b.dev_root && a.mps_root == b.mps_root;
+}
+
+}  // namespace
+
+PluginManager::PluginManager(ManagerOptions options)
+    : plugin_dir_(std::filesystem::path(options.kubelet_socket).parent_path().string()),
+      kubelet_socket_name_(std::filesystem::path(options.kubelet_socket).filename().string()),
+      options_(std::move(options)) {}
+
+PluginManager::~PluginManager() { Stop(); }
+
+std::string PluginManager::SocketPath(const sharing::ResourceSpec& spec) const {
+  return absl::StrCat(plugin_dir_, "/", plugin::SocketNameFor(spec));
+}
+
+absl::Status PluginManager::Start(std::vector<sharing::ResourceSpec> resources) {
+  auto watcher = kubelet::DirWatcher::Create(
+      plugin_dir_, [this](const std::string& file, kubelet::DirWatcher::Change change) {
+        OnDirChange(file, change);
+      });
+  if (!watcher.ok()) {
+    return absl::Status(watcher.status().code(),
+                        absl::StrCat("device-plugin directory: ", watcher.status().message()));
+  }
+  watcher_ = std::move(*watcher);
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& spec : resources) {
+      Entry entry;
+      entry.gated = options_.gate_mps_resources && spec.mode == sharing::Mode::kMps;
+      entry.ready = readiness_[spec.name];
+      entry.backoff = options_.initial_backoff;
+      std::string name = spec.name;
+      entry.spec = std::move(spec);
+      if (entry.gated && !entry.ready) {
+        spdlog::info("{}: waiting for its MPS control daemon to answer before registering", name);
+      }
+      entries_.emplace(name, std::move(entry));
+    }
+  }
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void PluginManager::Update(std::vector<sharing::ResourceSpec> resources,
+                           plugin::ResponseOptions response) {
+  absl::MutexLock lock(&mu_);
+  const bool response_changed = !SameResponseOptions(options_.response, response);
+  options_.response = std::move(response);
+  std::set<std::string> wanted;
+  for (auto& spec : resources) {
+    wanted.insert(spec.name);
+    auto it = entries_.find(spec.name);
+    if (it != entries_.end() && !it->second.remove && !response_changed &&
+        SameResource(it->second.spec, spec)) {
+      continue;  // unchanged: keeps its socket and registration
+    }
+    if (it == entries_.end()) {
+      Entry entry;
+      entry.gated = options_.gate_mps_resources && spec.mode == sharing::Mode::kMps;
+      entry.ready = readiness_[spec.name];
+      entry.backoff = options_.initial_backoff;
+      it = entries_.emplace(spec.name, std::move(entry)).first;
+      spdlog::info("{}: new resource", spec.name);
+    } else {
+      spdlog::info("{}: configuration changed; serving it again", spec.name);
+    }
+    it->second.spec = std::move(spec);
+    it->second.remove = false;
+    it->second.needs_serve = it->second.needs_register = true;
+    it->second.next_attempt = absl::InfinitePast();
+    it->second.backoff = options_.initial_backoff;
+  }
+  for (auto& [name, entry] : entries_) {
+    if (!wanted.contains(name) && !entry.remove) {
+      spdlog::info("{}: no longer configured; stopping it", name);
+      entry.remove = true;
+      entry.next_attempt = absl::InfinitePast();
+    }
+  }
+}
+
+void PluginManager::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  watcher_.reset();
+  if (thread_.joinable()) thread_.join();
+  std::vector<std::unique_ptr<plugin::DevicePluginServer>> servers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, entry] : entries_) servers.push_back(std::move(entry.server));
+    entries_.clear();
+  }
+  servers.clear();  // each Stop()s and removes its socket
+}
+
+void PluginManager::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
+  absl::MutexLock lock(&mu_);
+  if (healthy) {
+    unhealthy_gpus_.erase(gpu_uuid);
+  } else {
+    unhealthy_gpus_.insert(gpu_uuid);
+  }
+  for (auto& [name, entry] : entries_) {
+    if (entry.server) entry.server->SetGpuHealthy(gpu_uuid, healthy);
+  }
+}
+
+void PluginManager::SetResourceReady(const std::string& resource_name, bool ready) {
+  absl::MutexLock lock(&mu_);
+  bool& known = readiness_[resource_name];
+  if (known != ready) {
+    spdlog::info("{}: MPS control daemon {}", resource_name,
+                 ready ? "is ready" : "is not answering; marking its devices unhealthy");
+  }
+  known = ready;
+  auto it = entries_.find(resource_name);
+  if (it == entries_.end()) return;
+  it->second.ready = ready;
+  if (it->second.server) it->second.server->SetResourceAvailable(ready);
+}
+
+std::vector<std::string> PluginManager::RegisteredResources() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, entry] : entries_) {
+    if (entry.server && !entry.needs_register && !entry.remove) names.push_back(name);
+  }
+  return names;
+}
+
+void PluginManager::ApplyHealth(Entry& entry) {
+  entry.server->SetResourceAvailable(!entry.gated || entry.ready);
+  for (const auto& uuid : unhealthy_gpus_) entry.server->SetGpuHealthy(uuid, false);
+}
+
+void PluginManager::RequestServe(const std::string& name, const char* why) {
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.remove) return;
+  spdlog::info("{}: {}; serving and registering again", name, why);
+  Entry& entry = it->second;
+  entry.needs_serve = entry.needs_register = true;
+  entry.next_attempt = absl::InfinitePast();
+  entry.backoff = options_.initial_backoff;
+}
+
+void PluginManager::OnDirChange(const std::string& file, kubelet::DirWatcher::Change change) {
+  absl::MutexLock lock(&mu_);
+  if (file == kubelet_socket_name_) {
+    if (change == kubelet::DirWatcher::Change::kCreated) {
+      for (auto& [name, entry] : entries_) RequestServe(name, "kubelet.sock was created");
+    }
+    return;
+  }
+  if (change != kubelet::DirWatcher::Change::kDeleted) return;
+  for (auto& [name, entry] : entries_) {
+    if (!entry.server || plugin::SocketNameFor(entry.spec) != file) continue;
+    // Our own restarts remove and re-create the socket: only act if it is really gone.
+    if (!std::filesystem::exists(entry.server->socket_path())) {
+      RequestServe(name, "its socket was removed");
+    }
+  }
+}
+
+bool PluginManager::HasWorkDue() const {
+  if (stop_) return true;
+  const absl::Time now = absl::Now();
+  for (const auto& [name, entry] : entries_) {
+    if (entry.next_attempt > now) continue;
+    if (entry.remove) return true;
+    if (entry.gated && !entry.ready && !entry.server) continue;
+    if (entry.needs_serve || entry.needs_register) return true;
+  }
+  return false;
+}
+
+void PluginManager::Run() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    absl::Time deadline = absl::InfiniteFuture();
+    for (const auto& [name, entry] : entries_) {
+      if ((entry.needs_serve || entry.needs_register || entry.remove) &&
+          entry.next_attempt > absl::Now()) {
+        deadline = std::min(deadline, entry.next_attempt);
+      }
+    }
+    mu_.AwaitWithDeadline(absl::Condition(this, &PluginManager::HasWorkDue), deadline);
+    if (stop_) return;
+    std::vector<std::string> due;
+    const absl::Time now = absl::Now();
+    for (const auto& [name, entry] : entries_) {
+      if (entry.next_attempt > now) continue;
+      if (entry.remove || ((entry.needs_serve || entry.needs_register) &&
+                           !(entry.gated && !entry.ready && !entry.server))) {
+        due.push_back(name);
+      }
+    }
+    mu_.Unlock();
+    for (const auto& name : due) Work(name);
+    mu_.Lock();
+  }
+}
+
+void PluginManager::Work(const std::string& name) {
+  std::unique_ptr<plugin::DevicePluginServer> old;
+  sharing::ResourceSpec spec;
+  plugin::ResponseOptions response;
+  std::string kubelet_socket;
+  absl::Duration register_timeout;
+  bool remove = false;
+  bool serve = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    remove = entry.remove;
+    serve = entry.needs_serve || !entry.server;
+    if (remove || serve) old = std::move(entry.server);
+    spec = entry.spec;
+    response = options_.response;
+    kubelet_socket = options_.kubelet_socket;
+    register_timeout = options_.register_timeout;
+  }
+  old.reset();  // stops serving and removes the socket
+
+  auto schedule_retry = [&](const absl::Status& status, const char* what) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    entry.next_attempt = absl::Now() + entry.backoff;
+    spdlog::warn("{}: {} failed: {}; retrying in {}", name, what, std::string(status.message()),
+                 absl::FormatDuration(entry.backoff));
+    entry.backoff = std::min(entry.backoff * 2, options_.max_backoff);
+  };
+
+  if (remove) {
+    absl::MutexLock lock(&mu_);
+    entries_.erase(name);
+    return;
+  }
+  if (serve) {
+    auto server = std::make_unique<plugin::DevicePluginServer>(
+        spec, response, SocketPath(spec), [this, name] {
+          absl::MutexLock lock(&mu_);
+          RequestServe(name, "kubelet closed the ListAndWatch stream");
+        });
+    if (auto status = server->Start(); !status.ok()) {
+      schedule_retry(status, "serving");
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    it->second.server = std::move(server);
+    it->second.needs_serve = false;
+    it->second.needs_register = true;
+    ApplyHealth(it->second);
+  }
+
+  auto status = kubelet::Register(
+      kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)));
+  if (!status.ok()) {
+    schedule_retry(status, "registration");
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return;
+  if (!it->second.needs_serve) it->second.needs_register = false;
+  it->second.backoff = options_.initial_backoff;
+  spdlog::info("{}: registered with kubelet ({} device(s))", name,
+               sharing::AdvertisedDevices(spec).size());
+}
+
+}  // namespace nvdp::app

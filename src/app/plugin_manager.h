@@ -1,0 +1,101 @@
+// PluginManager: keeps one DevicePluginServer per resource served and registered with kubelet,
+// through kubelet restarts, config reloads and MPS daemon outages.
+//
+// One background thread does all serving and registering, driven by events: start, reload,
+// kubelet.sock re-created, one of our sockets deleted, a ListAndWatch stream cancelled by kubelet,
+// a gated resource becoming ready, and retry timers (exponential backoff while kubelet is away).
+// The manager is the source of truth for health (unhealthy GPUs, unavailable resources) and
+// re-applies it to every server it creates.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kubelet/dir_watcher.h"
+#include "plugin/device_plugin_server.h"
+#include "sharing/sharing.h"
+
+namespace nvdp::app {
+
+struct ManagerOptions {
+  std::string kubelet_socket = "/var/lib/kubelet/device-plugins/kubelet.sock";
+  plugin::ResponseOptions response;
+  // MPS resources are served only once SetResourceReady(name, true) was called (their control
+  // daemon answered). Off: served at once.
+  bool gate_mps_resources = false;
+  absl::Duration initial_backoff = absl::Milliseconds(500);
+  absl::Duration max_backoff = absl::Seconds(30);
+  absl::Duration register_timeout = absl::Seconds(10);
+};
+
+class PluginManager {
+ public:
+  explicit PluginManager(ManagerOptions options);
+  ~PluginManager();
+
+  PluginManager(const PluginManager&) = delete;
+  PluginManager& operator=(const PluginManager&) = delete;
+
+  // Watches the device-plugin directory and starts serving `resources` in the background.
+  absl::Status Start(std::vector<sharing::ResourceSpec> resources);
+  // Applies a new set of resources: unchanged ones keep their socket and registration, changed ones
+  // are served and registered again, removed ones stop (socket removed).
+  void Update(std::vector<sharing::ResourceSpec> resources, plugin::ResponseOptions response);
+  // Stops every server (sockets removed) and the background thread. Idempotent.
+  void Stop();
+
+  void SetGpuHealthy(const std::string& gpu_uuid, bool healthy);
+  // For gated (MPS) resources: ready=true lets it be served (first time) or marks its devices
+  // healthy again; false marks all its devices unhealthy.
+  void SetResourceReady(const std::string& resource_name, bool ready);
+
+  // Names of the resources currently registered with kubelet (for logs and tests).
+  std::vector<std::string> RegisteredResources() const;
+
+ private:
+  struct Entry {
+    sharing::ResourceSpec spec;
+    std::unique_ptr<plugin::DevicePluginServer> server;
+    bool gated = false;         // waits for SetResourceReady(true) before first serving
+    bool ready = false;         // the gate's latest answer
+    bool needs_serve = true;    // (re)create the server
+    bool needs_register = true;
+    bool remove = false;        // stop and forget
+    absl::Time next_attempt = absl::InfinitePast();
+    absl::Duration backoff;
+  };
+
+  void Run();
+  bool HasWorkDue() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void Work(const std::string& name);
+  void RequestServe(const std::string& name, const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnDirChange(const std::string& file, kubelet::DirWatcher::Change change);
+  void ApplyHealth(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string SocketPath(const sharing::ResourceSpec& spec) const;
+
+  const std::string plugin_dir_;
+  const std::string kubelet_socket_name_;
+
+  mutable absl::Mutex mu_;
+  ManagerOptions options_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, bool> readiness_ ABSL_GUARDED_BY(mu_);  // gate answers, by resource name
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::unique_ptr<kubelet::DirWatcher> watcher_;
+  std::thread thread_;
+};
+
+}  // namespace nvdp::app

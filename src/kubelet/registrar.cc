@@ -1,0 +1,31 @@
+#include "kubelet/registrar.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "deviceplugin/v1beta1/api.grpc.pb.h"
+
+namespace nvdp::kubelet {
+
+absl::Status Register(const std::string& kubelet_socket, const Registration& registration,
+                      std::chrono::milliseconds timeout) {
+  auto channel = grpc::CreateChannel("unix:" + kubelet_socket, grpc::InsecureChannelCredentials());
+  auto stub = v1beta1::Registration::NewStub(channel);
+
+  v1beta1::RegisterRequest request;
+  request.set_version(kApiVersion);
+  request.set_endpoint(registration.endpoint);
+  request.set_resource_name(registration.resource_name);
+  request.mutable_options()->set_get_preferred_allocation_available(true);
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  v1beta1::Empty response;
+  grpc::Status status = stub->Register(&context, request, &response);
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat("registering ", registration.resource_name, " with kubelet at ",
+                                   kubelet_socket, ": ", status.error_message()));
+}
+
+}  // namespace nvdp::kubelet

@@ -1,0 +1,319 @@
+#include "plugin/device_plugin_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "spdlog/spdlog.h"
+
+namespace nvdp::plugin {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& field) {
+  return {field.begin(), field.end()};
+}
+
+constexpr auto kSelfDialTimeout = std::chrono::seconds(5);
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+
+}  // namespace
+
+std::string SocketNameFor(const sharing::ResourceSpec& spec) {
+  std::string name = spec.ShortName();
+  for (char& c : name) {
+    if (c == '/') c = '-';
+  }
+  return absl::StrCat("nvidia-", name, ".sock");
+}
+
+// One open ListAndWatch stream. Keeps at most one write in flight and always sends the newest
+// device list. Lock order: the owner's mu_ may be held while taking this reactor's mu_, never the
+// reverse; the reactor never calls into the owner while holding its own lock.
+class DevicePluginServer::ListAndWatchReactor
+    : public grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse> {
+ public:
+  explicit ListAndWatchReactor(DevicePluginServer* owner) : owner_(owner) {
+    owner_->AddWatcher(this);  // pushes the current list, or ends the stream if stopping
+  }
+
+  // A newer device list to send.
+  void Push(v1beta1::ListAndWatchResponse list) {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    next_ = std::move(list);
+    has_next_ = true;
+    MaybeWriteLocked();
+  }
+
+  // Ends the stream with OK (server stopping).
+  void End() {
+    absl::MutexLock lock(&mu_);
+    RequestFinishLocked(grpc::Status::OK);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by peer"));
+    }
+    if (finish_requested_) {
+      FinishOnceLocked();
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnCancel() override {
+    owner_->OnStreamCancelled();
+    absl::MutexLock lock(&mu_);
+    RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    owner_->RemoveWatcher(this);
+    delete this;
+  }
+
+ private:
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || !has_next_ || finish_requested_) return;
+    current_ = std::move(next_);
+    has_next_ = false;
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    if (!writing_) FinishOnceLocked();
+  }
+
+  void FinishOnceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(finish_status_);
+  }
+
+  DevicePluginServer* const owner_;
+  absl::Mutex mu_;
+  v1beta1::ListAndWatchResponse current_ ABSL_GUARDED_BY(mu_);
+  v1beta1::ListAndWatchResponse next_ ABSL_GUARDED_BY(mu_);
+  bool has_next_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackService {
+ public:
+  explicit Service(DevicePluginServer* owner) : owner_(owner) {}
+
+  grpc::ServerUnaryReactor* GetDevicePluginOptions(grpc::CallbackServerContext* context,
+                                                   const v1beta1::Empty*,
+                                                   v1beta1::DevicePluginOptions* response) override {
+    response->set_pre_start_required(false);
+    response->set_get_preferred_allocation_available(true);
+    return Done(context, grpc::Status::OK);
+  }
+
+  grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(
+      grpc::CallbackServerContext*, const v1beta1::Empty*) override {
+    spdlog::info("{}: kubelet opened ListAndWatch", owner_->spec_.name);
+    return new ListAndWatchReactor(owner_);
+  }
+
+  grpc::ServerUnaryReactor* GetPreferredAllocation(
+      grpc::CallbackServerContext* context, const v1beta1::PreferredAllocationRequest* request,
+      v1beta1::PreferredAllocationResponse* response) override {
+    const auto& spec = owner_->spec_;
+    for (const auto& container : request->container_requests()) {
+      auto picked = sharing::PreferredAllocation(spec, ToVector(container.available_deviceids()),
+                                                 ToVector(container.must_include_deviceids()),
+                                                 container.allocation_size());
+      if (!picked.ok()) {
+        spdlog::warn("{}: GetPreferredAllocation refused: {}", spec.name,
+                     std::string(picked.status().message()));
+        return Done(context, ToGrpc(picked.status()));
+      }
+      auto* out = response->add_container_responses();
+      for (auto& id : *picked) out->add_deviceids(std::move(id));
+    }
+    return Done(context, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* context,
+                                     const v1beta1::AllocateRequest* request,
+                                     v1beta1::AllocateResponse* response) override {
+    const auto& spec = owner_->spec_;
+    if (request->container_requests().empty()) {
+      return Done(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        absl::StrCat(spec.name,
+                                                     ": Allocate request names no containers")));
+    }
+    for (const auto& container : request->container_requests()) {
+      auto ids = ToVector(container.devices_ids());
+      auto grant = sharing::GrantContainer(spec, ids);
+      if (!grant.ok()) {
+        spdlog::warn("{}: Allocate refused: {}", spec.name, std::string(grant.status().message()));
+        return Done(context, ToGrpc(grant.status()));
+      }
+      *response->add_container_responses() = BuildContainerResponse(spec, *grant, owner_->options_);
+      spdlog::info("{}: allocated {} device ID(s) on {} GPU(s)", spec.name, ids.size(),
+                   grant->gpus.size());
+    }
+    return Done(context, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* PreStartContainer(grpc::CallbackServerContext* context,
+                                              const v1beta1::PreStartContainerRequest*,
+                                              v1beta1::PreStartContainerResponse*) override {
+    return Done(context, grpc::Status::OK);
+  }
+
+ private:
+  static grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
+                                        const grpc::Status& status) {
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
+  }
+
+  DevicePluginServer* const owner_;
+};
+
+DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options,
+                                       std::string socket_path, StreamLostCallback on_stream_lost)
+    : spec_(std::move(spec)),
+      options_(std::move(options)),
+      socket_path_(std::move(socket_path)),
+      on_stream_lost_(std::move(on_stream_lost)),
+      devices_(sharing::AdvertisedDevices(spec_)),
+      service_(std::make_unique<Service>(this)) {}
+
+DevicePluginServer::~DevicePluginServer() { Stop(); }
+
+absl::Status DevicePluginServer::Start() {
+  if (server_) return absl::FailedPreconditionError("already started");
+  if (socket_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long (", socket_path_.size(),
+                                                   " bytes, limit 107): ", socket_path_));
+  }
+  if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat("cannot remove stale socket ", socket_path_, ": ",
+                                            std::strerror(errno)));
+  }
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_) {
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", socket_path_));
+  }
+
+  // Prove the socket serves before anyone registers it with kubelet.
+  auto channel = grpc::CreateChannel("unix:" + socket_path_, grpc::InsecureChannelCredentials());
+  auto stub = v1beta1::DevicePlugin::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kSelfDialTimeout);
+  context.set_wait_for_ready(true);
+  v1beta1::DevicePluginOptions options;
+  grpc::Status status = stub->GetDevicePluginOptions(&context, v1beta1::Empty(), &options);
+  if (!status.ok()) {
+    Stop();
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": socket ", socket_path_,
+                                               " does not answer: ", status.error_message()));
+  }
+  spdlog::info("{}: serving {} device(s) on {}", spec_.name, devices_.size(), socket_path_);
+  return absl::OkStatus();
+}
+
+void DevicePluginServer::Stop() {
+  if (!server_) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto* watcher : watchers_) watcher->End();
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  server_->Wait();
+  server_.reset();
+  ::unlink(socket_path_.c_str());
+  spdlog::info("{}: stopped serving on {}", spec_.name, socket_path_);
+}
+
+void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
+  absl::MutexLock lock(&mu_);
+  bool changed = healthy ? unhealthy_gpus_.erase(gpu_uuid) > 0
+                         : unhealthy_gpus_.insert(gpu_uuid).second;
+  if (changed) NotifyWatchers();
+}
+
+void DevicePluginServer::SetResourceAvailable(bool available) {
+  absl::MutexLock lock(&mu_);
+  if (resource_available_ == available) return;
+  resource_available_ = available;
+  NotifyWatchers();
+}
+
+v1beta1::ListAndWatchResponse DevicePluginServer::DeviceList() const {
+  absl::MutexLock lock(&mu_);
+  return DeviceListLocked();
+}
+
+v1beta1::ListAndWatchResponse DevicePluginServer::DeviceListLocked() const {
+  v1beta1::ListAndWatchResponse response;
+  for (const auto& device : devices_) {
+    auto* out = response.add_devices();
+    out->set_id(device.id);
+    bool healthy = resource_available_ && !unhealthy_gpus_.contains(device.gpu_uuid);
+    out->set_health(healthy ? kHealthy : kUnhealthy);
+    if (device.numa_node) out->mutable_topology()->add_nodes()->set_id(*device.numa_node);
+  }
+  return response;
+}
+
+void DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  watchers_.insert(reactor);
+  if (stopping_) {
+    reactor->End();
+  } else {
+    reactor->Push(DeviceListLocked());
+  }
+}
+
+void DevicePluginServer::RemoveWatcher(ListAndWatchReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(reactor);
+}
+
+void DevicePluginServer::NotifyWatchers() {
+  const auto response = DeviceListLocked();
+  for (auto* watcher : watchers_) watcher->Push(response);
+}
+
+void DevicePluginServer::OnStreamCancelled() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+  }
+  spdlog::warn("{}: kubelet closed the ListAndWatch stream", spec_.name);
+  if (on_stream_lost_) on_stream_lost_();
+}
+
+}  // namespace nvdp::plugin

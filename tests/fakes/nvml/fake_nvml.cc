@@ -1,0 +1,831 @@
+// fake_nvml.cc: a fake libnvidia-ml.so.1 for tests (see README.md in this
+// folder).
+//
+// Exports the NVML C symbols the plugin uses, with the ABI declared in
+// src/nvml/nvml_abi.h, and answers from a JSON node description
+// ($FAKE_NVML_NODE, read by the first nvmlInit_v2). Xid / ECC events are
+// injected at run time by appending lines to $FAKE_NVML_EVENTS; failures by
+// $FAKE_NVML_FAIL; $FAKE_NVML_LOG (optional) receives one line per
+// init/shutdown/event-set call so tests can await them.
+//
+// Thread-safety: every entry point may be called from any thread (like real
+// NVML); all state sits behind one mutex, which nvmlEventSetWait_v2 releases
+// while it sleeps between polls. No exception leaves an exported function.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "nvml/nvml_abi.h"
+
+#define FAKE_NVML_EXPORT extern "C" __attribute__((visibility("default")))
+
+// The handle types' definitions (incomplete in nvml_abi.h).
+struct nvmlDevice_st {
+  std::string uuid;
+  std::string name;
+  unsigned index = 0;
+  unsigned minor = 0;
+  unsigned long long memory_total = 0;
+  unsigned long long memory_used = 0;
+  int cc_major = 0;
+  int cc_minor = 0;
+  unsigned pci_domain = 0;
+  unsigned pci_bus = 0;
+  unsigned pci_device = 0;
+  unsigned pci_device_id = 0;
+  unsigned pci_subsystem_id = 0;
+  unsigned long long supported_events = 0;
+};
+
+struct nvmlEventSet_st {
+  std::map<nvmlDevice_st*, unsigned long long>
+      registered;  // device -> registered type bits
+  std::deque<nvmlEventData_t> pending;
+  std::deque<nvmlReturn_t> pending_errors;
+  std::string events_path;  // $FAKE_NVML_EVENTS at creation; empty: no events
+  long long offset = 0;     // bytes of events_path already consumed
+};
+
+namespace {
+
+constexpr unsigned long long kDefaultSupportedEvents =
+    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError |
+    nvmlEventTypePState | nvmlEventTypeXidCriticalError;
+constexpr auto kPollStep = std::chrono::milliseconds(20);
+
+struct State {
+  std::mutex mu;
+  int refcount = 0;
+  std::string driver_version;
+  int cuda_driver_version = 0;
+  std::vector<nvmlDevice_st*> devices;  // current node, by index
+  // Every device ever described, by UUID: handles stay valid (and stable)
+  // across re-inits.
+  std::map<std::string, std::unique_ptr<nvmlDevice_st>> all_devices;
+  std::map<nvmlEventSet_st*, std::unique_ptr<nvmlEventSet_st>> sets;
+  // $FAKE_NVML_FAIL, parsed at init: "<symbol>" or "<symbol>@<index>" -> code.
+  std::map<std::string, nvmlReturn_t> failures;
+};
+
+State& S() {
+  static State state;
+  return state;
+}
+
+void Log(const std::string& line) {
+  const char* path = std::getenv("FAKE_NVML_LOG");
+  if (path == nullptr || *path == '\0') return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s\n", line.c_str());
+    std::fclose(f);
+  }
+}
+
+std::optional<unsigned long long> ParseNumber(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 0);
+  if (errno != 0 || end == nullptr || *end != '\0') return std::nullopt;
+  return v;
+}
+
+// A JSON number, or a string holding a decimal / 0x-hex number.
+unsigned long long NumberField(const nlohmann::json& obj, const char* key,
+                               unsigned long long fallback) {
+  if (!obj.contains(key)) return fallback;
+  const nlohmann::json& v = obj.at(key);
+  if (v.is_number_unsigned() || v.is_number_integer())
+    return v.get<unsigned long long>();
+  if (v.is_string()) {
+    if (auto n = ParseNumber(v.get<std::string>())) return *n;
+  }
+  throw std::runtime_error(std::string("field \"") + key +
+                           "\" must be a number or a numeric string");
+}
+
+// Parses $FAKE_NVML_FAIL: comma-separated "<name>[@<index>][=<code>]". "init"
+// means nvmlInit_v2 (default code DRIVER_NOT_LOADED); every other name defaults
+// to UNKNOWN.
+std::map<std::string, nvmlReturn_t> ParseFailures(const char* spec) {
+  std::map<std::string, nvmlReturn_t> out;
+  if (spec == nullptr) return out;
+  std::stringstream in(spec);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty()) continue;
+    std::string name = item;
+    std::optional<unsigned long long> code;
+    if (auto eq = item.find('='); eq != std::string::npos) {
+      name = item.substr(0, eq);
+      code = ParseNumber(item.substr(eq + 1));
+      if (!code) {
+        std::fprintf(
+            stderr, "fake-nvml: FAKE_NVML_FAIL: bad code in \"%s\" (ignored)\n",
+            item.c_str());
+        continue;
+      }
+    }
+    if (name == "init") name = "nvmlInit_v2";
+    nvmlReturn_t ret = name == "nvmlInit_v2" ? NVML_ERROR_DRIVER_NOT_LOADED
+                                             : NVML_ERROR_UNKNOWN;
+    if (code) ret = static_cast<nvmlReturn_t>(*code);
+    out[name] = ret;
+  }
+  return out;
+}
+
+// Loads the node description into the state. Returns SUCCESS or the code
+// nvmlInit_v2 reports.
+nvmlReturn_t LoadNode(State& s) {
+  const char* path = std::getenv("FAKE_NVML_NODE");
+  if (path == nullptr || *path == '\0') {
+    std::fprintf(stderr,
+                 "fake-nvml: nvmlInit_v2: FAKE_NVML_NODE is not set (it must "
+                 "name a node "
+                 "description JSON file); reporting DRIVER_NOT_LOADED\n");
+    return NVML_ERROR_DRIVER_NOT_LOADED;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(
+        stderr,
+        "fake-nvml: nvmlInit_v2: cannot read FAKE_NVML_NODE=%s (%s); reporting "
+        "DRIVER_NOT_LOADED\n",
+        path, std::strerror(errno));
+    return NVML_ERROR_DRIVER_NOT_LOADED;
+  }
+  try {
+    nlohmann::json node = nlohmann::json::parse(in);
+    std::vector<nvmlDevice_st*> devices;
+    std::map<std::string, nvmlDevice_st> parsed;
+    const nlohmann::json& gpus = node.at("gpus");
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      const nlohmann::json& g = gpus.at(i);
+      nvmlDevice_st d;
+      d.index = static_cast<unsigned>(i);
+      d.uuid = g.at("uuid").get<std::string>();
+      d.name = g.at("name").get<std::string>();
+      d.minor = static_cast<unsigned>(NumberField(g, "minor", i));
+      d.memory_total = NumberField(g, "memory_mib", 0) << 20;
+      d.memory_used = NumberField(g, "memory_used_mib", 0) << 20;
+      d.cc_major = static_cast<int>(NumberField(g, "cc_major", 0));
+      d.cc_minor = static_cast<int>(NumberField(g, "cc_minor", 0));
+      const std::string bus = g.at("pci_bus_id").get<std::string>();
+      unsigned domain = 0, bus_no = 0, dev_no = 0, fn = 0;
+      if (std::sscanf(bus.c_str(), "%x:%x:%x.%x", &domain, &bus_no, &dev_no,
+                      &fn) != 4) {
+        throw std::runtime_error("gpu " + std::to_string(i) +
+                                 ": bad pci_bus_id \"" + bus + "\"");
+      }
+      d.pci_domain = domain;
+      d.pci_bus = bus_no;
+      d.pci_device = dev_no;
+      d.pci_device_id =
+          static_cast<unsigned>(NumberField(g, "pci_device_id", 0));
+      d.pci_subsystem_id =
+          static_cast<unsigned>(NumberField(g, "pci_subsystem_id", 0));
+      d.supported_events =
+          NumberField(g, "supported_events", kDefaultSupportedEvents);
+      if (parsed.count(d.uuid) != 0)
+        throw std::runtime_error("duplicate uuid " + d.uuid);
+      parsed.emplace(d.uuid, std::move(d));
+    }
+    s.driver_version = node.value("driver_version", std::string("550.54.15"));
+    s.cuda_driver_version =
+        static_cast<int>(NumberField(node, "cuda_driver_version", 12040));
+    s.devices.assign(parsed.size(), nullptr);
+    for (auto& [uuid, d] : parsed) {
+      std::unique_ptr<nvmlDevice_st>& slot = s.all_devices[uuid];
+      if (!slot) slot = std::make_unique<nvmlDevice_st>();
+      *slot = std::move(d);
+      s.devices[slot->index] = slot.get();
+    }
+    return NVML_SUCCESS;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr,
+                 "fake-nvml: nvmlInit_v2: invalid node description %s: %s\n",
+                 path, e.what());
+    return NVML_ERROR_UNKNOWN;
+  }
+}
+
+// The injected failure for `symbol` (on the device with `index`, if given),
+// else SUCCESS.
+nvmlReturn_t Injected(const State& s, const char* symbol,
+                      std::optional<unsigned> index = {}) {
+  if (index) {
+    auto it =
+        s.failures.find(std::string(symbol) + "@" + std::to_string(*index));
+    if (it != s.failures.end()) return it->second;
+  }
+  auto it = s.failures.find(symbol);
+  return it == s.failures.end() ? NVML_SUCCESS : it->second;
+}
+
+// Common preamble: initialised, then any injected failure.
+nvmlReturn_t Enter(const State& s, const char* symbol,
+                   std::optional<unsigned> index = {}) {
+  if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+  return Injected(s, symbol, index);
+}
+
+bool ValidDevice(const State& s, nvmlDevice_t device) {
+  return device != nullptr && std::find(s.devices.begin(), s.devices.end(),
+                                        device) != s.devices.end();
+}
+
+nvmlReturn_t EnterDevice(const State& s, const char* symbol,
+                         nvmlDevice_t device) {
+  if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+  if (!ValidDevice(s, device)) return NVML_ERROR_INVALID_ARGUMENT;
+  return Injected(s, symbol, device->index);
+}
+
+nvmlReturn_t CopyString(const std::string& value, char* buf,
+                        unsigned int length) {
+  if (buf == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (value.size() + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+  std::memcpy(buf, value.c_str(), value.size() + 1);
+  return NVML_SUCCESS;
+}
+
+nvmlDevice_t FindByUuid(const State& s, const std::string& uuid) {
+  for (nvmlDevice_st* d : s.devices) {
+    if (d->uuid == uuid) return d;
+  }
+  return nullptr;
+}
+
+// Consumes the complete lines appended to the set's events file since the last
+// read.
+void ReadEvents(State& s, nvmlEventSet_st& set) {
+  if (set.events_path.empty()) return;
+  std::ifstream in(set.events_path, std::ios::binary);
+  if (!in) return;
+  in.seekg(0, std::ios::end);
+  const long long size = static_cast<long long>(in.tellg());
+  if (size < set.offset) set.offset = 0;  // truncated: start over
+  if (size == set.offset) return;
+  in.seekg(set.offset);
+  std::string chunk(static_cast<size_t>(size - set.offset), '\0');
+  in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  chunk.resize(static_cast<size_t>(in.gcount()));
+  const size_t end = chunk.rfind('\n');
+  if (end == std::string::npos) return;  // no complete line yet
+  set.offset += static_cast<long long>(end + 1);
+
+  std::stringstream lines(chunk.substr(0, end + 1));
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::stringstream words(line);
+    std::string kind, uuid;
+    words >> kind;
+    if (kind.empty() || kind[0] == '#') continue;
+    if (kind == "error") {
+      std::string code;
+      words >> code;
+      auto n = ParseNumber(code);
+      set.pending_errors.push_back(n ? static_cast<nvmlReturn_t>(*n)
+                                     : NVML_ERROR_UNKNOWN);
+      continue;
+    }
+    words >> uuid;
+    nvmlEventData_t e{};
+    e.gpuInstanceId = 0xFFFFFFFFu;
+    e.computeInstanceId = 0xFFFFFFFFu;
+    if (kind == "xid") {
+      std::string xid;
+      words >> xid;
+      auto n = ParseNumber(xid);
+      if (!n) {
+        std::fprintf(stderr,
+                     "fake-nvml: events: bad xid line \"%s\" (ignored)\n",
+                     line.c_str());
+        continue;
+      }
+      e.eventType = nvmlEventTypeXidCriticalError;
+      e.eventData = *n;
+      unsigned gi = 0, ci = 0;
+      if (words >> gi >> ci) {
+        e.gpuInstanceId = gi;
+        e.computeInstanceId = ci;
+      }
+    } else if (kind == "ecc-dbe") {
+      e.eventType = nvmlEventTypeDoubleBitEccError;
+    } else if (kind == "ecc-sbe") {
+      e.eventType = nvmlEventTypeSingleBitEccError;
+    } else {
+      std::fprintf(stderr, "fake-nvml: events: unknown line \"%s\" (ignored)\n",
+                   line.c_str());
+      continue;
+    }
+    e.device = FindByUuid(s, uuid);
+    if (e.device == nullptr) continue;
+    auto reg = set.registered.find(e.device);
+    if (reg == set.registered.end() || (reg->second & e.eventType) == 0)
+      continue;
+    set.pending.push_back(e);
+  }
+}
+
+long long FileSize(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<long long>(st.st_size);
+}
+
+const char* ErrorText(nvmlReturn_t ret) {
+  switch (ret) {
+    case NVML_SUCCESS:
+      return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+      return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+      return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+      return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION:
+      return "Insufficient Permissions";
+    case NVML_ERROR_ALREADY_INITIALIZED:
+      return "Already Initialized";
+    case NVML_ERROR_NOT_FOUND:
+      return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+      return "Insufficient Size";
+    case NVML_ERROR_INSUFFICIENT_POWER:
+      return "Insufficient External Power";
+    case NVML_ERROR_DRIVER_NOT_LOADED:
+      return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT:
+      return "Timeout";
+    case NVML_ERROR_IRQ_ISSUE:
+      return "Interrupt Request Issue";
+    case NVML_ERROR_LIBRARY_NOT_FOUND:
+      return "NVML Shared Library Not Found";
+    case NVML_ERROR_FUNCTION_NOT_FOUND:
+      return "Function Not Found";
+    case NVML_ERROR_CORRUPTED_INFOROM:
+      return "Corrupted infoROM";
+    case NVML_ERROR_GPU_IS_LOST:
+      return "GPU is lost";
+    case NVML_ERROR_RESET_REQUIRED:
+      return "GPU requires restart";
+    case NVML_ERROR_OPERATING_SYSTEM:
+      return "The operating system has blocked the request";
+    case NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+      return "RM has detected an NVML/RM version mismatch";
+    case NVML_ERROR_IN_USE:
+      return "In use by another client";
+    case NVML_ERROR_MEMORY:
+      return "Insufficient Memory";
+    case NVML_ERROR_NO_DATA:
+      return "No data";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+      return "Argument version mismatch";
+    case NVML_ERROR_NOT_READY:
+      return "Not Ready";
+    case NVML_ERROR_GPU_NOT_FOUND:
+      return "GPU not found";
+    case NVML_ERROR_INVALID_STATE:
+      return "Invalid state";
+    default:
+      return "Unknown Error";
+  }
+}
+
+// Runs `body` and turns any escaping exception into NVML_ERROR_UNKNOWN.
+template <typename Body>
+nvmlReturn_t Guard(const char* symbol, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fake-nvml: %s: %s\n", symbol, e.what());
+  } catch (...) {
+    std::fprintf(stderr, "fake-nvml: %s: unknown exception\n", symbol);
+  }
+  return NVML_ERROR_UNKNOWN;
+}
+
+}  // namespace
+
+// ---- Exported NVML symbols.
+// --------------------------------------------------------------------
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlInit_v2(void) {
+  return Guard(__func__, [] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    auto failures = ParseFailures(std::getenv("FAKE_NVML_FAIL"));
+    if (auto it = failures.find("nvmlInit_v2"); it != failures.end()) {
+      std::fprintf(
+          stderr,
+          "fake-nvml: nvmlInit_v2: failing as FAKE_NVML_FAIL asks (%d)\n",
+          static_cast<int>(it->second));
+      return it->second;
+    }
+    if (s.refcount == 0) {
+      if (nvmlReturn_t ret = LoadNode(s); ret != NVML_SUCCESS) return ret;
+      s.failures = std::move(failures);
+    }
+    ++s.refcount;
+    Log("nvmlInit_v2");
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int /*flags*/) {
+  return nvmlInit_v2();
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
+  return Guard(__func__, [] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+    if (--s.refcount == 0) {
+      s.devices.clear();
+      s.failures.clear();
+    }
+    Log("nvmlShutdown");
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
+  return ErrorText(result);
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version,
+                                                         unsigned int length) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlSystemGetDriverVersion"); r != NVML_SUCCESS)
+      return r;
+    return CopyString(s.driver_version, version, length);
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char* version,
+                                                       unsigned int length) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlSystemGetNVMLVersion"); r != NVML_SUCCESS)
+      return r;
+    return CopyString(
+        std::to_string(s.cuda_driver_version / 1000) + "." + s.driver_version,
+        version, length);
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* version) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion"); r != NVML_SUCCESS)
+      return r;
+    if (version == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *version = s.cuda_driver_version;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* version) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion_v2");
+        r != NVML_SUCCESS)
+      return r;
+    if (version == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *version = s.cuda_driver_version;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* count) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlDeviceGetCount_v2"); r != NVML_SUCCESS) return r;
+    if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = static_cast<unsigned>(s.devices.size());
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t
+nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t* device) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlDeviceGetHandleByIndex_v2", index);
+        r != NVML_SUCCESS)
+      return r;
+    if (device == nullptr || index >= s.devices.size())
+      return NVML_ERROR_INVALID_ARGUMENT;
+    *device = s.devices[index];
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid,
+                                                        nvmlDevice_t* device) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+    if (uuid == nullptr || device == nullptr)
+      return NVML_ERROR_INVALID_ARGUMENT;
+    nvmlDevice_t found = FindByUuid(s, uuid);
+    if (found == nullptr) return NVML_ERROR_NOT_FOUND;
+    if (auto r = Injected(s, "nvmlDeviceGetHandleByUUID", found->index);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    *device = found;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid,
+                                                unsigned int length) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device); r != NVML_SUCCESS)
+      return r;
+    return CopyString(device->uuid, uuid, length);
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name,
+                                                unsigned int length) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device); r != NVML_SUCCESS)
+      return r;
+    return CopyString(device->name, name, length);
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device,
+                                                 unsigned int* index) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (index == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *index = device->index;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device,
+                                                       unsigned int* minor) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMinorNumber", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (minor == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *minor = device->minor;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device,
+                                                      nvmlMemory_t* memory) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    memory->total = device->memory_total;
+    memory->used = device->memory_used;
+    memory->free = device->memory_total - device->memory_used;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t
+nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    if (memory->version != nvmlMemory_v2)
+      return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    memory->total = device->memory_total;
+    memory->reserved = 0;
+    memory->used = device->memory_used;
+    memory->free = device->memory_total - device->memory_used;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device,
+                                                      nvmlPciInfo_t* pci) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetPciInfo_v3", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (pci == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *pci = nvmlPciInfo_t{};
+    std::snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy),
+                  "%04X:%02X:%02X.0", device->pci_domain & 0xFFFFu,
+                  device->pci_bus, device->pci_device);
+    std::snprintf(pci->busId, sizeof(pci->busId), "%08X:%02X:%02X.0",
+                  device->pci_domain, device->pci_bus, device->pci_device);
+    pci->domain = device->pci_domain;
+    pci->bus = device->pci_bus;
+    pci->device = device->pci_device;
+    pci->pciDeviceId = device->pci_device_id;
+    pci->pciSubSystemId = device->pci_subsystem_id;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(
+    nvmlDevice_t device, int* major, int* minor) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetCudaComputeCapability", device);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (major == nullptr || minor == nullptr)
+      return NVML_ERROR_INVALID_ARGUMENT;
+    *major = device->cc_major;
+    *minor = device->cc_minor;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = Enter(s, "nvmlEventSetCreate"); r != NVML_SUCCESS) return r;
+    if (set == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    auto created = std::make_unique<nvmlEventSet_st>();
+    if (const char* path = std::getenv("FAKE_NVML_EVENTS"))
+      created->events_path = path;
+    // Like real NVML, events from before the set existed are not delivered.
+    created->offset = FileSize(created->events_path);
+    *set = created.get();
+    s.sets.emplace(created.get(), std::move(created));
+    Log("nvmlEventSetCreate");
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(
+    nvmlDevice_t device, unsigned long long* eventTypes) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetSupportedEventTypes", device);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (eventTypes == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *eventTypes = device->supported_events;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(
+    nvmlDevice_t device, unsigned long long eventTypes, nvmlEventSet_t set) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceRegisterEvents", device);
+        r != NVML_SUCCESS)
+      return r;
+    if (set == nullptr || s.sets.count(set) == 0)
+      return NVML_ERROR_INVALID_ARGUMENT;
+    // Any requested type the device lacks: nothing is registered (the set stays
+    // usable).
+    if ((eventTypes & ~device->supported_events) != 0)
+      return NVML_ERROR_NOT_SUPPORTED;
+    set->registered[device] |= eventTypes;
+    char line[160];
+    std::snprintf(line, sizeof(line), "nvmlDeviceRegisterEvents %s 0x%llx",
+                  device->uuid.c_str(), eventTypes);
+    Log(line);
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set,
+                                                  nvmlEventData_t* data,
+                                                  unsigned int timeoutms) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
+    for (;;) {
+      {
+        std::lock_guard lock(s.mu);
+        if (auto r = Enter(s, "nvmlEventSetWait_v2"); r != NVML_SUCCESS)
+          return r;
+        if (set == nullptr || data == nullptr || s.sets.count(set) == 0) {
+          return NVML_ERROR_INVALID_ARGUMENT;
+        }
+        ReadEvents(s, *set);
+        if (!set->pending_errors.empty()) {
+          nvmlReturn_t r = set->pending_errors.front();
+          set->pending_errors.pop_front();
+          return r;
+        }
+        if (!set->pending.empty()) {
+          *data = set->pending.front();
+          set->pending.pop_front();
+          return NVML_SUCCESS;
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return NVML_ERROR_TIMEOUT;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          kPollStep, deadline - now));
+    }
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+    if (set == nullptr || s.sets.erase(set) == 0)
+      return NVML_ERROR_INVALID_ARGUMENT;
+    Log("nvmlEventSetFree");
+    return NVML_SUCCESS;
+  });
+}
+
+// The definitions above must match the ABI the plugin calls through.
+#define FAKE_NVML_CHECK_TYPE(name)                          \
+  static_assert(std::is_same_v<decltype(&name), name##_fn>, \
+                #name " does not match nvml_abi.h");
+FAKE_NVML_CHECK_TYPE(nvmlInit_v2)
+FAKE_NVML_CHECK_TYPE(nvmlInitWithFlags)
+FAKE_NVML_CHECK_TYPE(nvmlShutdown)
+FAKE_NVML_CHECK_TYPE(nvmlErrorString)
+FAKE_NVML_CHECK_TYPE(nvmlSystemGetDriverVersion)
+FAKE_NVML_CHECK_TYPE(nvmlSystemGetNVMLVersion)
+FAKE_NVML_CHECK_TYPE(nvmlSystemGetCudaDriverVersion)
+FAKE_NVML_CHECK_TYPE(nvmlSystemGetCudaDriverVersion_v2)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetCount_v2)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetHandleByIndex_v2)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetHandleByUUID)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetUUID)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetName)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetIndex)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMinorNumber)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMemoryInfo)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMemoryInfo_v2)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetPciInfo_v3)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetCudaComputeCapability)
+FAKE_NVML_CHECK_TYPE(nvmlEventSetCreate)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceRegisterEvents)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetSupportedEventTypes)
+FAKE_NVML_CHECK_TYPE(nvmlEventSetWait_v2)
+FAKE_NVML_CHECK_TYPE(nvmlEventSetFree)
+#undef FAKE_NVML_CHECK_TYPE

@@ -1,0 +1,70 @@
+// DaemonHarness: runs the real nvidia-device-plugin binary against the fake NVML library and the
+// test kubelet, in a private temp directory (short, so socket paths stay under 108 bytes).
+//
+// Not thread-safe; one per test.
+#pragma once
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fakes/kubelet/test_kubelet.h"
+#include "gtest/gtest.h"
+#include "mps/process.h"
+#include "nvml/fake_nvml_env.h"
+
+namespace nvdp::testing {
+
+inline constexpr milliseconds kWait{20000};  // upper bound for awaited events, never slept
+
+using testutil::BinDir;
+using testutil::FakeNvmlLibrary;
+using testutil::SourceDir;
+inline std::string NodeFile(const std::string& name) { return testutil::FakeNvmlNode(name); }
+
+struct NodeGpu {
+  std::string uuid;
+  unsigned minor;
+};
+// The GPUs of a fake node description (UUIDs and minors, by index).
+std::vector<NodeGpu> ReadNodeGpus(const std::string& node_file);
+
+class DaemonHarness {
+ public:
+  DaemonHarness();
+  ~DaemonHarness();
+
+  // Starts the test kubelet on <tmp>/dp/kubelet.sock.
+  void StartKubelet();
+  TestKubelet& kubelet() { return *kubelet_; }
+
+  void WriteConfig(const std::string& yaml);
+  // Starts the daemon. Flags: --nvml-library (fake), --kubelet-socket, --config-file if a config
+  // was written, plus `args`. Env: FAKE_NVML_NODE=<node>, FAKE_NVML_EVENTS, NVDP_SYSFS_ROOT, plus
+  // `env` ("K=V").
+  void StartDaemon(const std::string& node = "a100-sxm4-40gb-x8.json",
+                   const std::vector<std::string>& args = {},
+                   const std::vector<std::string>& env = {});
+  void Signal(int sig);
+  // Waits for the daemon to exit (after a signal), returning its status.
+  std::optional<mps::ExitStatus> WaitForExit(absl::Duration timeout = absl::Seconds(20));
+  // Appends a line to the fake NVML's event file ("xid <uuid> <n>").
+  void InjectEvent(const std::string& line);
+
+  std::string tmp() const { return tmp_; }
+  std::string plugin_dir() const { return tmp_ + "/dp"; }
+  std::string config_path() const { return tmp_ + "/config.yaml"; }
+
+ private:
+  std::string tmp_;
+  std::unique_ptr<TestKubelet> kubelet_;
+  std::unique_ptr<mps::ChildProcess> daemon_;
+  bool has_config_ = false;
+};
+
+}  // namespace nvdp::testing

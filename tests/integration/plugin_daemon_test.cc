@@ -1,0 +1,221 @@
+// The real nvidia-device-plugin binary against the fake NVML and the test kubelet, over real unix
+// sockets: registration, device list, allocation, bad requests, kubelet restarts, signals.
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "integration/daemon_harness.h"
+
+namespace nvdp::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAreArray;
+
+constexpr char kGpu[] = "nvidia.com/gpu";
+
+bool AllHealthy(const std::vector<DeviceState>& devices, size_t count) {
+  return devices.size() == count &&
+         std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d.healthy; });
+}
+
+class PluginDaemonTest : public ::testing::Test {
+ protected:
+  void StartAndRegister(const std::vector<std::string>& args = {}) {
+    h_.StartKubelet();
+    h_.StartDaemon("a100-sxm4-40gb-x8.json", args);
+    ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
+    ASSERT_TRUE(h_.kubelet().WaitForDevices(
+        kGpu, [](const auto& d) { return AllHealthy(d, 8); }, kWait));
+  }
+
+  DaemonHarness h_;
+  std::vector<NodeGpu> node_ = ReadNodeGpus(NodeFile("a100-sxm4-40gb-x8.json"));
+};
+
+TEST_F(PluginDaemonTest, RegistersWithKubeletAsUpstreamDoes) {
+  StartAndRegister();
+  auto request = h_.kubelet().LastRegistration(kGpu);
+  ASSERT_TRUE(request.has_value());
+  EXPECT_EQ(request->version(), "v1beta1");
+  EXPECT_EQ(request->endpoint(), "nvidia-gpu.sock");
+  EXPECT_TRUE(request->options().get_preferred_allocation_available());
+  EXPECT_FALSE(request->options().pre_start_required());
+  EXPECT_TRUE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-gpu.sock"));
+}
+
+TEST_F(PluginDaemonTest, DeviceListMatchesTheNodeDescription) {
+  StartAndRegister();
+  std::vector<std::string> expected;
+  for (const auto& gpu : node_) expected.push_back(gpu.uuid);
+  std::vector<std::string> ids;
+  std::vector<int64_t> numa;
+  for (const auto& device : h_.kubelet().Devices(kGpu)) {
+    ids.push_back(device.id);
+    ASSERT_TRUE(device.numa_node.has_value()) << device.id;
+    numa.push_back(*device.numa_node);
+  }
+  EXPECT_EQ(ids, expected);
+  EXPECT_EQ(numa, (std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}));
+}
+
+TEST_F(PluginDaemonTest, AllocateGivesVisibleDevicesAndDeviceSpecs) {
+  StartAndRegister({"--pass-device-specs"});
+  auto admission = h_.kubelet().Admit(kGpu, 2);
+  ASSERT_TRUE(admission.ok()) << admission.status();
+  ASSERT_EQ(admission->device_ids.size(), 2u);
+  const auto& envs = admission->response.envs();
+  ASSERT_TRUE(envs.contains("NVIDIA_VISIBLE_DEVICES"));
+  EXPECT_EQ(envs.at("NVIDIA_VISIBLE_DEVICES"),
+            admission->device_ids[0] + "," + admission->device_ids[1]);
+
+  std::vector<std::string> paths;
+  for (const auto& spec : admission->response.devices()) {
+    paths.push_back(spec.container_path());
+    EXPECT_EQ(spec.permissions(), "rw");
+  }
+  std::vector<std::string> expected = {"/dev/nvidiactl", "/dev/nvidia-uvm",
+                                       "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"};
+  for (const auto& id : admission->device_ids) {
+    for (const auto& gpu : node_) {
+      if (gpu.uuid == id) expected.push_back("/dev/nvidia" + std::to_string(gpu.minor));
+    }
+  }
+  EXPECT_THAT(paths, UnorderedElementsAreArray(expected));
+}
+
+TEST_F(PluginDaemonTest, IndexDeviceIdStrategyNamesIndices) {
+  StartAndRegister({"--device-id-strategy=index"});
+  auto response = h_.kubelet().Allocate(kGpu, {{node_[3].uuid}});
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "3");
+  EXPECT_EQ(response->container_responses(0).devices_size(), 0);  // passDeviceSpecs off
+}
+
+TEST_F(PluginDaemonTest, PreferredAllocationHonoursMustInclude) {
+  StartAndRegister();
+  std::vector<std::string> available;
+  for (const auto& gpu : node_) available.push_back(gpu.uuid);
+  auto picked = h_.kubelet().GetPreferredAllocation(kGpu, available, {node_[5].uuid}, 2);
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  ASSERT_EQ(picked->size(), 2u);
+  EXPECT_NE(std::find(picked->begin(), picked->end(), node_[5].uuid), picked->end());
+}
+
+TEST_F(PluginDaemonTest, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {
+  StartAndRegister();
+  auto unknown = h_.kubelet().Allocate(kGpu, {{node_[0].uuid, "GPU-does-not-exist"}});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.status().message(), HasSubstr(kGpu));
+  EXPECT_THAT(unknown.status().message(), HasSubstr("GPU-does-not-exist"));
+
+  auto no_containers = h_.kubelet().Allocate(kGpu, {});
+  ASSERT_FALSE(no_containers.ok());
+  EXPECT_EQ(no_containers.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_containers.status().message(), HasSubstr(kGpu));
+
+  auto empty_container = h_.kubelet().Allocate(kGpu, {{}});
+  ASSERT_FALSE(empty_container.ok());
+  EXPECT_EQ(empty_container.status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto malformed = h_.kubelet().Allocate(kGpu, {{node_[0].uuid + "::x"}});
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_THAT(malformed.status().message(), HasSubstr(node_[0].uuid + "::x"));
+
+  auto bad_preference = h_.kubelet().GetPreferredAllocation(kGpu, {node_[0].uuid}, {}, 0);
+  EXPECT_FALSE(bad_preference.ok());
+
+  auto admission = h_.kubelet().Admit(kGpu, 1);
+  EXPECT_TRUE(admission.ok()) << admission.status();
+  EXPECT_EQ(h_.kubelet().Registrations(kGpu), 1);
+}
+
+TEST_F(PluginDaemonTest, ReRegistersAfterKubeletRestart) {
+  StartAndRegister();
+  ASSERT_TRUE(h_.kubelet().Restart().ok());  // wipes the directory, re-creates kubelet.sock
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 2, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu, [](const auto& d) { return AllHealthy(d, 8); }, kWait));
+  EXPECT_TRUE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-gpu.sock"));
+  auto admission = h_.kubelet().Admit(kGpu, 1);
+  EXPECT_TRUE(admission.ok()) << admission.status();
+}
+
+TEST_F(PluginDaemonTest, ReRegistersWhenKubeletCancelsTheStream) {
+  StartAndRegister();
+  h_.kubelet().CancelStream(kGpu);
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 2, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu, [](const auto& d) { return AllHealthy(d, 8); }, kWait));
+}
+
+TEST_F(PluginDaemonTest, ReRegistersWhenItsSocketIsRemoved) {
+  StartAndRegister();
+  std::filesystem::remove(h_.plugin_dir() + "/nvidia-gpu.sock");
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 2, kWait));
+  EXPECT_TRUE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-gpu.sock"));
+}
+
+TEST_F(PluginDaemonTest, RegistersOnceKubeletAppears) {
+  h_.StartDaemon();  // kubelet not there yet: the daemon serves and keeps retrying
+  h_.StartKubelet();
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu, [](const auto& d) { return AllHealthy(d, 8); }, kWait));
+}
+
+TEST_F(PluginDaemonTest, CriticalXidMarksTheGpuUnhealthy) {
+  StartAndRegister();
+  h_.InjectEvent("xid " + node_[2].uuid + " 43");  // application error: ignored
+  h_.InjectEvent("xid " + node_[2].uuid + " 79");  // fallen off the bus
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu,
+      [&](const auto& devices) {
+        return std::count_if(devices.begin(), devices.end(), [&](const auto& d) {
+                 return !d.healthy;
+               }) == 1 &&
+               std::any_of(devices.begin(), devices.end(),
+                           [&](const auto& d) { return d.id == node_[2].uuid && !d.healthy; });
+      },
+      kWait));
+}
+
+TEST_F(PluginDaemonTest, SigtermStopsCleanlyAndRemovesTheSocket) {
+  StartAndRegister();
+  h_.Signal(SIGTERM);
+  auto status = h_.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->Success()) << status->ToString();
+  EXPECT_FALSE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-gpu.sock"));
+}
+
+TEST_F(PluginDaemonTest, NvmlInitFailureExitsWhenFailOnInitErrorIsTrue) {
+  h_.StartKubelet();
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {}, {"FAKE_NVML_FAIL=init"});
+  auto status = h_.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->exit_code, 1);
+  EXPECT_EQ(h_.kubelet().Registrations(kGpu), 0);
+}
+
+TEST_F(PluginDaemonTest, NvmlInitFailureIdlesWhenFailOnInitErrorIsFalse) {
+  h_.StartKubelet();
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {"--fail-on-init-error=false"},
+                 {"FAKE_NVML_FAIL=init"});
+  // Idling: it does not exit by itself (exit status 1 would show here), and stops on SIGTERM
+  // with status 0.
+  EXPECT_FALSE(h_.WaitForExit(absl::Milliseconds(300)).has_value());
+  h_.Signal(SIGTERM);
+  auto status = h_.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->Success()) << status->ToString();
+  EXPECT_EQ(h_.kubelet().Registrations(kGpu), 0);
+}
+
+}  // namespace
+}  // namespace nvdp::testing
