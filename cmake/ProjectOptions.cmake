@@ -2,7 +2,7 @@
 add_library(nvdp_warnings INTERFACE)
 target_compile_options(nvdp_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor
-  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual
   -Wimplicit-fallthrough)
 
 if(NVDP_SANITIZE)
@@ -39,5 +39,5 @@ function(nvdp_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock_main nvdp_warnings)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
   nvdp_test_paths(${name})
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
+  gtest_discover_tests(${name} TEST_PREFIX "${name}." DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()

@@ -1,13 +1,22 @@
-// The resource model of ../shared/design/SHARING.md as pure functions: which device IDs a resource
-// advertises, which IDs a container should get (GetPreferredAllocation), and what a set of IDs
-// grants a container (Allocate): its GPUs in container order and, under per-container MPS, its
+// The resource model of ../shared/design/SHARING.md as pure functions: which
+// device IDs a resource advertises, which IDs a container should get
+// (GetPreferredAllocation), and what a set of IDs grants a container
+// (Allocate): its GPUs in container order and, under per-container MPS, its
 // thread and memory limits.
 //
-// Pure: no I/O, no threads, no clocks. Every function is safe to call concurrently.
+// Pure: no I/O, no threads, no clocks, no state. Every function is safe to
+// call concurrently.
+//
+// Errors: InvalidArgument for requests that are malformed or break the rules
+// (unknown or duplicate IDs, uneven share counts, more than one share where
+// failRequestsGreaterThanOne holds) and for configs that cannot be applied;
+// ResourceExhausted when PreferredAllocation finds no room for a valid request.
+// Messages start with the resource name.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,27 +27,43 @@ namespace nvdp::sharing {
 
 enum class Mode { kExclusive, kTimeSlicing, kMps };
 
+// "exclusive", "time-slicing" or "mps" (for messages).
+std::string_view ModeName(Mode mode);
+
 // One advertised resource (one gRPC server, one registration).
 struct ResourceSpec {
-  std::string name;                 // full resource name, e.g. "nvidia.com/gpu"
+  // Full resource name, e.g. "nvidia.com/gpu".
+  std::string name;
   Mode mode = Mode::kExclusive;
-  int replicas = 1;                 // shares per GPU; 1 when exclusive
-  std::vector<device::Gpu> gpus;    // the GPUs behind this resource, by NVML index
+  // Shares per GPU; 1 when exclusive.
+  int replicas = 1;
+  // The GPUs behind this resource, by NVML index.
+  std::vector<device::Gpu> gpus;
+  // Resolved by BuildResources: the config value, or when omitted true under
+  // uniform MPS and false under time-slicing and per-container MPS.
   bool fail_requests_greater_than_one = false;
-  bool per_container_limits = true;  // MPS only
-  config::MemoryLimit memory_limit = config::MemoryLimit::kProportional;  // MPS only
-  config::AllocationPolicy policy = config::AllocationPolicy::kDistributed;  // time-slicing only
+  // MPS only.
+  bool per_container_limits = true;
+  // MPS only.
+  config::MemoryLimit memory_limit = config::MemoryLimit::kProportional;
+  // Time-slicing and uniform MPS.
+  config::AllocationPolicy policy = config::AllocationPolicy::kDistributed;
 
-  // The part of `name` after "nvidia.com/" (used in socket names and MPS paths).
+  // The part of `name` after "nvidia.com/" (used in socket names and MPS
+  // paths).
   std::string ShortName() const;
 };
 
-// A device ID as advertised: a whole GPU ("<uuid>") or a share ("<uuid>::<i>").
+// A device ID as advertised: a whole GPU ("<uuid>") or a share
+// ("<uuid>::<i>").
 struct ShareId {
   std::string gpu_uuid;
   std::optional<int> replica;
 };
 std::string FormatShareId(const std::string& gpu_uuid, int replica);
+// Rejects empty IDs, an empty UUID or one with ':' or blanks in it, and a
+// suffix that is not a canonical non-negative decimal ("x::", "x::-1",
+// "x::01", "x::1a", "x::1::2").
 absl::StatusOr<ShareId> ParseShareId(const std::string& id);
 
 struct AdvertisedDevice {
@@ -46,35 +71,46 @@ struct AdvertisedDevice {
   std::string gpu_uuid;
   std::optional<int> numa_node;
 };
-// Every device ID the resource advertises, GPU by GPU, shares in order.
+// Every device ID the resource advertises, GPU by GPU, shares in order. Each
+// carries its GPU's UUID, so per-GPU health maps onto all of its shares.
 std::vector<AdvertisedDevice> AdvertisedDevices(const ResourceSpec& spec);
 
-// GetPreferredAllocation for one container. Stateless: works only from what kubelet sends.
+// GetPreferredAllocation for one container. Stateless: works only from what
+// kubelet sends. Per-container MPS: best fit on one GPU below `replicas`
+// shares, whole free GPUs for multiples, an error when nothing can hold the
+// request. Time-slicing and uniform MPS: upstream's distributed/packed greedy
+// pick. Exclusive: must_include first, then GPUs on the same NUMA node.
 absl::StatusOr<std::vector<std::string>> PreferredAllocation(
     const ResourceSpec& spec, const std::vector<std::string>& available,
     const std::vector<std::string>& must_include, int allocation_size);
 
 struct MpsLimits {
-  int active_thread_percentage = 100;              // CUDA_MPS_ACTIVE_THREAD_PERCENTAGE
-  std::optional<std::string> pinned_mem_limit;     // CUDA_MPS_PINNED_DEVICE_MEM_LIMIT ("0=20480M")
+  // CUDA_MPS_ACTIVE_THREAD_PERCENTAGE
+  int active_thread_percentage = 100;
+  // CUDA_MPS_PINNED_DEVICE_MEM_LIMIT ("0=20480M"); unset with memoryLimit none.
+  std::optional<std::string> pinned_mem_limit;
 };
 
 // What a container receives for one Allocate request.
 struct Grant {
-  std::vector<device::Gpu> gpus;        // distinct GPUs, in container ordinal order (0..m-1)
-  std::optional<MpsLimits> mps_limits;  // set only under per-container MPS
+  // Distinct GPUs, in container ordinal order (0..m-1).
+  std::vector<device::Gpu> gpus;
+  // Set only under per-container MPS.
+  std::optional<MpsLimits> mps_limits;
 };
 
-// Allocate for one container: validates the IDs against the resource and the allocation rules
-// (never trusting that kubelet followed PreferredAllocation) and returns the grant.
-absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
-                                     const std::vector<std::string>& device_ids);
+// Allocate for one container: validates the IDs against the resource and the
+// allocation rules (never trusting that kubelet followed PreferredAllocation)
+// and returns the grant.
+absl::StatusOr<Grant> GrantContainer(
+    const ResourceSpec& spec, const std::vector<std::string>& device_ids);
 
-// Builds every resource this node advertises from the config and the inventory: unshared GPUs under
-// their `resources.gpus` names, shared ones under their (re)names. Only resources with at least one
-// GPU are returned. Errors for configs that cannot be applied to this inventory (e.g. `devices`
-// naming a GPU that does not exist).
-absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
-                                                         const device::Inventory& inventory);
+// Builds every resource this node advertises from the config and the
+// inventory: unshared GPUs under their `resources.gpus` names, shared ones
+// under their (re)names. Only resources with at least one GPU are returned,
+// sorted by name. Errors for configs that cannot be applied to this inventory
+// (e.g. `devices` naming a GPU that does not exist).
+absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
+    const config::Config& config, const device::Inventory& inventory);
 
 }  // namespace nvdp::sharing

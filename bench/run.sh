@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the benchmarks in a Release build dir (build-bench, or $BUILD_DIR) and
+# prints a markdown table (name, time/op, CPU/op, iterations) from Google Benchmark's
+# JSON output. Extra arguments go to the benchmark binary, e.g.
+#   bench/run.sh --benchmark_filter=Grant --benchmark_min_time=0.2
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build-bench}"
+jobs="${JOBS:-2}"
+
+generator=()
+if [[ ! -f "$build/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
+  generator=(-G Ninja)
+fi
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DNVDP_BUILD_TESTS=OFF -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
+cmake --build "$build" -j "$jobs" --target sharing_bench >/dev/null
+
+json="$build/sharing_bench.json"
+"$build/bin/sharing_bench" --benchmark_format=json "$@" >"$json"
+
+python3 - "$json" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1]) as f:
+    data = json.load(f)
+
+def per_op(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+to_ns = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+ctx = data.get("context", {})
+print(f"{ctx.get('host_name', '?')}: {ctx.get('num_cpus', '?')} CPUs @ "
+      f"{ctx.get('mhz_per_cpu', '?')} MHz\n")
+print("| name | time/op | CPU/op | iterations |")
+print("|---|---:|---:|---:|")
+for b in data["benchmarks"]:
+    if "error_message" in b:
+        print(f"| {b['name']} | error: {b['error_message']} | | |")
+        continue
+    scale = to_ns[b.get("time_unit", "ns")]
+    print(f"| {b['name']} | {per_op(b['real_time'] * scale)} | "
+          f"{per_op(b['cpu_time'] * scale)} | {b['iterations']} |")
+PY

@@ -1,0 +1,331 @@
+// BuildResources: which resources this node advertises, from the config and the
+// inventory.
+//
+// 1. `resources.gpus` names every GPU (default `*` -> gpu): the first pattern
+// that matches the GPU's
+//    product name wins; `*` is the only wildcard and the whole name must match
+//    (as upstream). GPUs that match no pattern are not advertised.
+// 2. Each `sharing.timeSlicing.resources[]` / `sharing.mps.resources[]` entry
+// whose `name` is one of
+//    those resources moves the GPUs its `devices` selects (all, the first N by
+//    index, or a list of indices / UUIDs; upstream ignores `devices`, we honour
+//    it) into a shared resource named `rename`, else `<name>.shared` with
+//    renameByDefault, else `<name>`. The other GPUs stay under the unshared
+//    name. Entries for a resource this node does not have are skipped, so one
+//    config can serve different nodes.
+// 3. GPUs that end up under one name are merged; a name that would mean two
+// different things
+//    (modes, replicas, settings) is an error, as is a GPU claimed by two
+//    entries.
+// MIG is out of scope for now: MIG devices are never advertised whatever
+// `flags.migStrategy` says, and `devices` entries in "gpu:mig" form are
+// refused.
+//
+// Pure; safe to call concurrently.
+#include <algorithm>
+#include <map>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "sharing/internal.h"
+#include "sharing/sharing.h"
+
+namespace nvdp::sharing {
+namespace {
+
+// Upstream's wildcard match: '*' matches any run of characters, everything else
+// is literal, and the pattern must cover the whole name.
+bool WildcardMatch(std::string_view pattern, std::string_view name) {
+  const size_t first = pattern.find('*');
+  if (first == std::string_view::npos) return pattern == name;
+  const size_t last = pattern.rfind('*');
+  const std::string_view head = pattern.substr(0, first);
+  const std::string_view tail = pattern.substr(last + 1);
+  if (name.size() < head.size() + tail.size() || !name.starts_with(head) ||
+      !name.ends_with(tail)) {
+    return false;
+  }
+  // The literal runs between the first and last '*', leftmost match each.
+  size_t pos = head.size();
+  const size_t end = name.size() - tail.size();
+  size_t i = first + 1;
+  while (i <= last) {
+    const size_t next = pattern.find('*', i);
+    const std::string_view run = pattern.substr(i, next - i);
+    if (!run.empty()) {
+      const size_t found = name.substr(0, end).find(run, pos);
+      if (found == std::string_view::npos) return false;
+      pos = found + run.size();
+    }
+    i = next + 1;
+  }
+  return true;
+}
+
+// "nvidia.com/x" and "x" both name resource x.
+std::string ShortForm(std::string_view name) {
+  std::string_view prefix = config::kResourcePrefix;
+  if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
+  return std::string(name);
+}
+
+std::string FullName(std::string_view name) {
+  return absl::StrCat(config::kResourcePrefix, ShortForm(name));
+}
+
+std::string Describe(const device::Gpu& gpu) {
+  return absl::StrCat("GPU ", gpu.index, " (", gpu.uuid, ")");
+}
+
+// Everything about a resource except its GPUs: two sources of GPUs may merge
+// under one name only if these agree.
+struct Kind {
+  Mode mode = Mode::kExclusive;
+  int replicas = 1;
+  bool fail_requests_greater_than_one = false;
+  bool per_container_limits = false;
+  config::MemoryLimit memory_limit = config::MemoryLimit::kProportional;
+  config::AllocationPolicy policy = config::AllocationPolicy::kDistributed;
+  // For messages: "resources.gpus" or "sharing.mps.resources[0]".
+  std::string origin;
+
+  bool SameAs(const Kind& o) const {
+    return mode == o.mode && replicas == o.replicas &&
+           fail_requests_greater_than_one == o.fail_requests_greater_than_one &&
+           per_container_limits == o.per_container_limits &&
+           memory_limit == o.memory_limit && policy == o.policy;
+  }
+  std::string Summary() const {
+    if (mode == Mode::kExclusive) return "unshared";
+    return absl::StrCat(std::string(ModeName(mode)), " with ", replicas,
+                        " replicas");
+  }
+};
+
+// Where each GPU (by position in the inventory) ends up.
+struct Placement {
+  // Its `resources.gpus` name, short form; empty: not advertised.
+  std::string base;
+  // Full name of the resource it is advertised under.
+  std::string name;
+  Kind kind;
+  // The sharing entry that took it, if any.
+  std::string claimed_by;
+};
+
+absl::StatusOr<std::vector<size_t>> SelectDevices(
+    const config::DeviceSelector& devices,
+    const std::vector<size_t>& of_resource, const device::Inventory& inventory,
+    const std::string& resource, const std::string& where) {
+  using K = config::DeviceSelector::Kind;
+  switch (devices.kind) {
+    case K::kAll:
+      return of_resource;
+    case K::kCount:
+      if (devices.count <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".devices: a device count must be positive; got ",
+            devices.count));
+      }
+      if (static_cast<size_t>(devices.count) > of_resource.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".devices: asks for the first ", devices.count, " GPUs of ",
+            resource, ", but this node has ", of_resource.size()));
+      }
+      return std::vector<size_t>(of_resource.begin(),
+                                 of_resource.begin() + devices.count);
+    case K::kList:
+      break;
+  }
+  std::vector<size_t> out;
+  std::vector<std::string> missing, foreign, mig;
+  for (const std::string& id : devices.ids) {
+    const bool is_index =
+        !id.empty() && std::all_of(id.begin(), id.end(),
+                                   [](char c) { return c >= '0' && c <= '9'; });
+    if (!is_index && id.find(':') != std::string::npos) {
+      mig.push_back(id);
+      continue;
+    }
+    std::optional<size_t> found;
+    for (size_t i = 0; i < inventory.gpus.size(); ++i) {
+      const auto& gpu = inventory.gpus[i];
+      if (is_index ? std::to_string(gpu.index) == id : gpu.uuid == id) {
+        found = i;
+        break;
+      }
+    }
+    if (!found) {
+      missing.push_back(id);
+    } else if (std::find(of_resource.begin(), of_resource.end(), *found) ==
+               of_resource.end()) {
+      foreign.push_back(id);
+    } else if (std::find(out.begin(), out.end(), *found) == out.end()) {
+      out.push_back(*found);
+    }
+  }
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".devices: no GPU on this node has ",
+        missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
+        internal::QuoteAll(missing)));
+  }
+  if (!foreign.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".devices: ", internal::QuoteAll(foreign),
+        foreign.size() == 1 ? " is not a GPU of " : " are not GPUs of ",
+        resource));
+  }
+  if (!mig.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".devices: MIG devices (", internal::QuoteAll(mig),
+                     ") cannot be shared: MIG is not supported"));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
+                          const std::string& section,
+                          const device::Inventory& inventory,
+                          std::vector<Placement>& placements) {
+  for (size_t e = 0; e < sharing.resources.size(); ++e) {
+    const config::ReplicatedResource& entry = sharing.resources[e];
+    const std::string where = absl::StrCat(section, ".resources[", e, "]");
+    const std::string base = ShortForm(entry.name);
+    std::vector<size_t> of_resource;
+    for (size_t i = 0; i < placements.size(); ++i) {
+      if (!placements[i].base.empty() && placements[i].base == base)
+        of_resource.push_back(i);
+    }
+    if (of_resource.empty()) continue;
+    if (entry.replicas < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".replicas: must be at least 1; got ", entry.replicas));
+    }
+    auto selected = SelectDevices(entry.devices, of_resource, inventory,
+                                  FullName(base), where);
+    if (!selected.ok()) return selected.status();
+
+    std::string target = base;
+    if (!entry.rename.empty()) {
+      target = ShortForm(entry.rename);
+    } else if (sharing.rename_by_default) {
+      target = absl::StrCat(base, ".shared");
+    }
+    Kind entry_kind = kind;
+    entry_kind.replicas = entry.replicas;
+    entry_kind.origin = where;
+    for (size_t i : *selected) {
+      Placement& p = placements[i];
+      if (!p.claimed_by.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(p.claimed_by, " and ", where, " both share ",
+                         Describe(inventory.gpus[i])));
+      }
+      p.claimed_by = where;
+      p.name = FullName(target);
+      p.kind = entry_kind;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
+    const config::Config& config, const device::Inventory& inventory) {
+  static const std::vector<config::ResourcePattern> kDefaultPatterns = {
+      {"*", "gpu"}};
+  const auto& patterns =
+      config.resources.gpus.empty() ? kDefaultPatterns : config.resources.gpus;
+
+  std::vector<Placement> placements(inventory.gpus.size());
+  for (size_t i = 0; i < inventory.gpus.size(); ++i) {
+    for (const auto& p : patterns) {
+      if (WildcardMatch(p.pattern, inventory.gpus[i].name)) {
+        placements[i].base = ShortForm(p.name);
+        placements[i].name = FullName(placements[i].base);
+        placements[i].kind.origin = "resources.gpus";
+        break;
+      }
+    }
+  }
+
+  const config::Sharing& sharing = config.sharing;
+  const config::AllocationPolicy policy =
+      config.flags.plugin.shared_devices_allocation_policy;
+  Kind time_slicing;
+  time_slicing.mode = Mode::kTimeSlicing;
+  time_slicing.fail_requests_greater_than_one =
+      sharing.time_slicing.fail_requests_greater_than_one.value_or(false);
+  time_slicing.policy = policy;
+  if (auto s = ApplySharing(sharing.time_slicing, time_slicing,
+                            "sharing.timeSlicing", inventory, placements);
+      !s.ok()) {
+    return s;
+  }
+  Kind mps;
+  mps.mode = Mode::kMps;
+  mps.per_container_limits = sharing.mps.per_container_limits;
+  // Omitted: true in uniform mode (upstream); false with per-container limits,
+  // where requests of several shares are the point. An explicit value is
+  // honoured in both.
+  mps.fail_requests_greater_than_one =
+      sharing.mps.fail_requests_greater_than_one.value_or(
+          !sharing.mps.per_container_limits);
+  mps.memory_limit = sharing.mps.memory_limit;
+  mps.policy = policy;
+  if (auto s =
+          ApplySharing(sharing.mps, mps, "sharing.mps", inventory, placements);
+      !s.ok()) {
+    return s;
+  }
+
+  // Merge by name; std::map keeps the result sorted by name.
+  std::map<std::string, std::pair<Kind, std::vector<device::Gpu>>> by_name;
+  for (size_t i = 0; i < placements.size(); ++i) {
+    const Placement& p = placements[i];
+    if (p.base.empty()) continue;
+    auto [it, inserted] =
+        by_name.try_emplace(p.name, p.kind, std::vector<device::Gpu>{});
+    const Kind& have = it->second.first;
+    if (!inserted && !have.SameAs(p.kind)) {
+      std::string hint;
+      if (have.mode == Mode::kExclusive || p.kind.mode == Mode::kExclusive) {
+        hint =
+            "; the GPUs left unshared keep that name, so give the shared ones "
+            "another with "
+            "rename or renameByDefault";
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resource ", p.name, " would be both ", have.Summary(), " (",
+          have.origin, ") and ", p.kind.Summary(), " (", p.kind.origin, ", ",
+          Describe(inventory.gpus[i]), ")", hint));
+    }
+    it->second.second.push_back(inventory.gpus[i]);
+  }
+
+  std::vector<ResourceSpec> out;
+  for (auto& [name, entry] : by_name) {
+    auto& [kind, gpus] = entry;
+    std::stable_sort(gpus.begin(), gpus.end(),
+                     [](const device::Gpu& a, const device::Gpu& b) {
+                       return a.index < b.index;
+                     });
+    ResourceSpec spec;
+    spec.name = name;
+    spec.mode = kind.mode;
+    spec.replicas = kind.replicas;
+    spec.gpus = std::move(gpus);
+    spec.fail_requests_greater_than_one = kind.fail_requests_greater_than_one;
+    spec.per_container_limits = kind.per_container_limits;
+    spec.memory_limit = kind.memory_limit;
+    spec.policy = kind.policy;
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+}  // namespace nvdp::sharing
