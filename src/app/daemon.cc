@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "app/mps_gates.h"
 #include "app/plugin_manager.h"
 #include "device/inventory.h"
 #include "health/health_monitor.h"
@@ -76,17 +77,19 @@ void BlockDaemonSignals() {
 }
 
 int RunValidate(const config::FlagOverrides& command_line, const config::FlagOverrides& env) {
-  auto loaded = config::LoadConfig(command_line, env);
-  if (!loaded.ok()) {
-    std::fprintf(stderr, "invalid configuration:\n%s\n", std::string(loaded.status().message()).c_str());
+  const config::Report report = config::LoadConfigReport(command_line, env);
+  for (const auto& warning : report.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  for (const auto& error : report.errors) std::fprintf(stderr, "error: %s\n", error.c_str());
+  if (!report.ok()) {
+    std::fprintf(stderr, "configuration is invalid (%zu error(s))\n", report.errors.size());
     return 1;
   }
-  for (const auto& warning : loaded->warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
   std::printf("configuration is valid\n");
   return 0;
 }
 
-int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env) {
+int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env,
+              const DaemonOptions& daemon_options) {
   auto loaded = config::LoadConfig(command_line, env);
   if (!loaded.ok()) {
     spdlog::error("invalid configuration:\n{}", std::string(loaded.status().message()));
@@ -132,7 +135,10 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   ManagerOptions options;
   options.kubelet_socket = config.flags.kubelet_socket;
   options.response = ResponseOptionsFrom(config);
+  options.gate_mps_resources = true;
   PluginManager manager(options);
+  MpsGates gates(manager, {daemon_options.mps_control_binary, daemon_options.mps_probe_period});
+  gates.Sync(*resources, config.flags.mps_root);
   if (auto status = manager.Start(*resources); !status.ok()) {
     spdlog::error("cannot start: {}", std::string(status.message()));
     return 1;
@@ -170,11 +176,13 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
       continue;
     }
     LogResources(*new_resources);
+    gates.Sync(*new_resources, reloaded->config.flags.mps_root);
     manager.Update(*new_resources, ResponseOptionsFrom(reloaded->config));
     config = reloaded->config;
   }
 
   monitor.Stop();
+  gates.Sync({}, std::nullopt);
   manager.Stop();
   (*nvml)->Shutdown().IgnoreError();
   spdlog::info("stopped");

@@ -6,16 +6,28 @@
 // REQUIRES: BlockDaemonSignals() was called before any thread was started.
 #pragma once
 
+#include <string>
+
+#include "absl/time/time.h"
 #include "config/loader.h"
 
 namespace nvdp::app {
+
+// Settings of this binary that are not part of the upstream config.
+struct DaemonOptions {
+  // The MPS control client used to probe MPS daemons (--mps-control-binary).
+  std::string mps_control_binary = "nvidia-cuda-mps-control";
+  // How often a ready MPS daemon is probed again (--mps-probe-period).
+  absl::Duration mps_probe_period = absl::Seconds(10);
+};
 
 // Blocks the daemon's signals in the calling thread (and so in every thread it starts later);
 // they are then taken synchronously by RunDaemon's loop.
 void BlockDaemonSignals();
 
 // Runs until a stop signal. Returns the process exit status.
-int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env);
+int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverrides& env,
+              const DaemonOptions& options);
 
 // `validate`: loads and validates the configuration, prints every problem. 0 valid, 1 invalid.
 int RunValidate(const config::FlagOverrides& command_line, const config::FlagOverrides& env);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/time.h"
 #include "app/daemon.h"
 #include "config/loader.h"
 #include "spdlog/spdlog.h"
@@ -18,6 +19,17 @@ int main(int argc, char** argv) {
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->envname("LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  nvdp::app::DaemonOptions daemon_options;
+  cli.add_option("--mps-control-binary", daemon_options.mps_control_binary,
+                 "nvidia-cuda-mps-control used to probe MPS control daemons")
+      ->envname("MPS_CONTROL_BINARY")
+      ->capture_default_str();
+  double probe_period_s = 10;
+  cli.add_option("--mps-probe-period", probe_period_s,
+                 "seconds between liveness probes of a ready MPS control daemon")
+      ->envname("MPS_PROBE_PERIOD")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   auto* validate = cli.add_subcommand(
       "validate", "Check the configuration (file, env, flags) and exit: 0 valid, 1 invalid");
   CLI11_PARSE(cli, argc, argv);
@@ -31,5 +43,6 @@ int main(int argc, char** argv) {
     return std::string(value);
   });
   if (validate->parsed()) return nvdp::app::RunValidate(flags, env);
-  return nvdp::app::RunDaemon(flags, env);
+  daemon_options.mps_probe_period = absl::Seconds(probe_period_s);
+  return nvdp::app::RunDaemon(flags, env, daemon_options);
 }

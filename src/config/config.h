@@ -1,12 +1,16 @@
-// The plugin's configuration: the upstream `version: v1` schema plus our sharing keys, as plain
-// structs whose member initialisers are the documented defaults (docs/configuration.md).
+// The plugin's configuration: the upstream `version: v1` schema plus our
+// sharing keys, as plain structs whose member initialisers are the documented
+// defaults (docs/configuration.md), and a few pure helpers that resolve
+// defaults which depend on other keys.
 //
-// Pure data: loading (loader.h) and validation (validate.h) produce and check it; the rest of the
-// daemon only reads it. Copyable, no locking needed.
+// Pure data: loading (loader.h) and validation (validate.h) produce and check
+// it; the rest of the daemon only reads it. Copyable, no locking needed; every
+// function here is pure and thread-safe.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace nvdp::config {
@@ -29,20 +33,21 @@ struct PluginFlags {
 struct Flags {
   MigStrategy mig_strategy = MigStrategy::kNone;
   bool fail_on_init_error = true;
-  std::optional<std::string> mps_root;                 // required for MPS sharing
+  std::optional<std::string> mps_root;  // required for MPS sharing
   std::string nvidia_driver_root = "/";
-  std::optional<std::string> nvidia_dev_root;           // defaults to the driver root
+  std::optional<std::string> nvidia_dev_root;  // defaults to the driver root
   PluginFlags plugin;
 
   // Not in the file (flag / env only).
   std::string kubelet_socket = "/var/lib/kubelet/device-plugins/kubelet.sock";
   std::optional<std::string> config_file;
-  std::optional<std::string> nvml_library;              // default: search under the driver root
+  std::optional<std::string> nvml_library;  // default: search under the driver root
 
   std::string DevRoot() const { return nvidia_dev_root.value_or(nvidia_driver_root); }
 };
 
-// `resources.gpus` / `resources.mig` entries. `name` is stored without the "nvidia.com/" prefix.
+// `resources.gpus` / `resources.mig` entries. `name` is stored without the
+// "nvidia.com/" prefix.
 struct ResourcePattern {
   std::string pattern;
   std::string name;
@@ -53,13 +58,13 @@ struct Resources {
   std::vector<ResourcePattern> mig;
 };
 
-// `devices:` of a shared resource: all (default), the first N GPUs, or a list of
-// indices / "gpu:mig" indices / UUIDs.
+// `devices:` of a shared resource: all (default), the first N GPUs, or a list
+// of indices / "gpu:mig" indices / UUIDs.
 struct DeviceSelector {
   enum class Kind { kAll, kCount, kList };
   Kind kind = Kind::kAll;
   int count = 0;
-  std::vector<std::string> ids;
+  std::vector<std::string> ids;  // kList: "0", "1:2", "GPU-<uuid>", "MIG-<uuid>" (integers as text)
 };
 
 struct ReplicatedResource {
@@ -71,12 +76,13 @@ struct ReplicatedResource {
 
 struct ReplicatedResources {
   bool rename_by_default = false;
-  std::optional<bool> fail_requests_greater_than_one;  // omitted: true under MPS, false otherwise
+  std::optional<bool> fail_requests_greater_than_one;  // omitted: see
+                                                       // FailRequestsGreaterThanOne
   std::vector<ReplicatedResource> resources;
 };
 
 struct MpsSharing : ReplicatedResources {
-  bool per_container_limits = true;                    // ours
+  bool per_container_limits = true;                       // ours
   MemoryLimit memory_limit = MemoryLimit::kProportional;  // ours
 };
 
@@ -86,12 +92,66 @@ struct Sharing {
 };
 
 struct Config {
-  std::string version = "v1";
+  std::string version = "v1";  // "" is read as v1, as upstream does
   Flags flags;
   Resources resources;
   Sharing sharing;
 };
 
 inline constexpr char kResourcePrefix[] = "nvidia.com/";
+inline constexpr char kVersion[] = "v1";
+
+// Bounds checked by Validate (docs/configuration.md explains each).
+inline constexpr int kMinReplicas = 2;
+// Uniform MPS (perContainerLimits: false): every replica is one MPS client, and
+// MPS serves at most 48 clients per GPU on Volta and later (16 before; that is
+// checked at run time per GPU).
+inline constexpr int kMaxMpsClients = 48;
+// Time-slicing replicas and per-container MPS shares per GPU. Keeps
+// ListAndWatch small (8 GPUs x 1024 IDs is about 0.6 MB, well below gRPC's 4
+// MiB message limit).
+inline constexpr int kMaxReplicas = 1024;
+// The part of a resource name after "nvidia.com/".
+inline constexpr int kMaxResourceNameLength = 63;
+
+// Names as written in the config file ("none", "volume-mounts", ...).
+std::string_view ToString(MigStrategy value);
+std::string_view ToString(DeviceListStrategy value);
+std::string_view ToString(DeviceIdStrategy value);
+std::string_view ToString(AllocationPolicy value);
+std::string_view ToString(MemoryLimit value);
+
+// Inverses of ToString (exact, case-sensitive as upstream); nullopt for
+// anything else.
+std::optional<MigStrategy> ParseMigStrategy(std::string_view text);
+std::optional<DeviceListStrategy> ParseDeviceListStrategy(std::string_view text);
+std::optional<DeviceIdStrategy> ParseDeviceIdStrategy(std::string_view text);
+std::optional<AllocationPolicy> ParseAllocationPolicy(std::string_view text);
+std::optional<MemoryLimit> ParseMemoryLimit(std::string_view text);
+
+// "nvidia.com/gpu" -> "gpu"; anything without that exact prefix is returned
+// unchanged.
+std::string StripResourcePrefix(std::string_view name);
+
+// True for a valid name after "nvidia.com/": at most 63 characters and a DNS
+// subdomain (lowercase letters, digits, '-' and '.', each dot-separated label
+// starting and ending with a letter or digit).
+bool IsValidResourceName(std::string_view name);
+
+// The name (without "nvidia.com/") a shared resource is advertised under:
+// `rename` if given, else
+// "<name>.shared" when the section has renameByDefault, else `name`.
+std::string SharedResourceName(const ReplicatedResources& section, const ReplicatedResource& r);
+
+// Whether a request for more than one replica/share is refused. An explicit
+// value wins. Omitted: true under uniform MPS (as upstream), false under
+// time-slicing (as upstream) and under per-container MPS (where a request for k
+// shares is the point of the mode).
+bool FailRequestsGreaterThanOne(const ReplicatedResources& section, bool is_mps,
+                                bool per_container_limits);
+bool FailRequestsGreaterThanOne(const MpsSharing& mps);
+
+// Whether a sharing section is in use (has at least one resource).
+inline bool IsConfigured(const ReplicatedResources& section) { return !section.resources.empty(); }
 
 }  // namespace nvdp::config

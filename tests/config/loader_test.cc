@@ -1,0 +1,532 @@
+// LoadConfig end to end: precedence (flag > environment > file > default) for
+// every setting upstream exposes both ways, AddFlags on a real CLI::App,
+// FlagsFromEnv with a fake getenv, errors that name the flag or variable a bad
+// value came from, file errors, and reload purity.
+#include "config/loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "test_util.h"
+
+namespace nvdp::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using testing::TempDir;
+using ::testing::UnorderedElementsAre;
+
+std::function<std::optional<std::string>(const char*)> FakeEnv(
+    std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const char* name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// Parses argv with AddFlags on a fresh CLI::App.
+FlagOverrides ParseArgs(std::vector<std::string> args) {
+  CLI::App app("test");
+  FlagOverrides out;
+  AddFlags(app, out);
+  std::vector<const char*> argv = {"nvidia-device-plugin"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  app.parse(static_cast<int>(argv.size()), argv.data());
+  return out;
+}
+
+Config MustLoad(const FlagOverrides& cli, const FlagOverrides& env) {
+  auto loaded = LoadConfig(cli, env);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return loaded.ok() ? loaded->config : Config{};
+}
+
+// A file that sets every flag-backed key to a non-default value.
+constexpr char kFullFile[] = R"(version: v1
+flags:
+  migStrategy: single
+  failOnInitError: false
+  mpsRoot: /file/mps
+  nvidiaDriverRoot: /file/driver
+  nvidiaDevRoot: /file/dev
+  plugin:
+    passDeviceSpecs: true
+    deviceListStrategy: [volume-mounts, cdi-cri]
+    deviceIDStrategy: index
+    cdiAnnotationPrefix: file.example.com/
+    containerDriverRoot: /file/driver-root
+    sharedDevicesAllocationPolicy: packed
+)";
+
+TEST(ConfigPrecedence, DefaultsWithNothingGiven) {
+  const Config c = MustLoad({}, {});
+  const Config d;
+  EXPECT_EQ(c.flags.mig_strategy, MigStrategy::kNone);
+  EXPECT_TRUE(c.flags.fail_on_init_error);
+  EXPECT_FALSE(c.flags.mps_root.has_value());
+  EXPECT_EQ(c.flags.nvidia_driver_root, "/");
+  EXPECT_EQ(c.flags.DevRoot(), "/");
+  EXPECT_FALSE(c.flags.plugin.pass_device_specs);
+  EXPECT_THAT(c.flags.plugin.device_list_strategy, ElementsAre(DeviceListStrategy::kEnvvar));
+  EXPECT_EQ(c.flags.plugin.device_id_strategy, DeviceIdStrategy::kUuid);
+  EXPECT_EQ(c.flags.plugin.cdi_annotation_prefix, "cdi.k8s.io/");
+  EXPECT_EQ(c.flags.plugin.container_driver_root, "/driver-root");
+  EXPECT_EQ(c.flags.plugin.shared_devices_allocation_policy, AllocationPolicy::kDistributed);
+  EXPECT_EQ(c.flags.kubelet_socket, d.flags.kubelet_socket);
+  EXPECT_FALSE(c.flags.config_file.has_value());
+  EXPECT_FALSE(c.flags.nvml_library.has_value());
+  EXPECT_TRUE(c.sharing.mps.resources.empty());
+  EXPECT_TRUE(c.sharing.time_slicing.resources.empty());
+}
+
+TEST(ConfigPrecedence, FileOverridesDefaults) {
+  TempDir dir;
+  const Config c = MustLoad({.config_file = dir.Write("c.yaml", kFullFile)}, {});
+  EXPECT_EQ(c.flags.mig_strategy, MigStrategy::kSingle);
+  EXPECT_FALSE(c.flags.fail_on_init_error);
+  EXPECT_EQ(c.flags.mps_root, "/file/mps");
+  EXPECT_EQ(c.flags.nvidia_driver_root, "/file/driver");
+  EXPECT_EQ(c.flags.DevRoot(), "/file/dev");
+  EXPECT_TRUE(c.flags.plugin.pass_device_specs);
+  EXPECT_THAT(c.flags.plugin.device_list_strategy,
+              ElementsAre(DeviceListStrategy::kVolumeMounts, DeviceListStrategy::kCdiCri));
+  EXPECT_EQ(c.flags.plugin.device_id_strategy, DeviceIdStrategy::kIndex);
+  EXPECT_EQ(c.flags.plugin.cdi_annotation_prefix, "file.example.com/");
+  EXPECT_EQ(c.flags.plugin.container_driver_root, "/file/driver-root");
+  EXPECT_EQ(c.flags.plugin.shared_devices_allocation_policy, AllocationPolicy::kPacked);
+  EXPECT_EQ(c.flags.config_file, dir.path() / "c.yaml");
+}
+
+// One row per setting: the raw value the env gives, the one the flag gives, and
+// how to read the resolved setting back as text.
+struct Row {
+  std::optional<std::string> FlagOverrides::*member;
+  std::string file_value;  // what kFullFile resolves to
+  std::string env_value;
+  std::string flag_value;
+  std::function<std::string(const Config&)> read;
+};
+
+std::string Join(const std::vector<DeviceListStrategy>& v) {
+  std::vector<std::string> names;
+  for (auto s : v) names.emplace_back(ToString(s));
+  return absl::StrJoin(names, ",");
+}
+
+std::vector<Row> Rows() {
+  return {
+      {&FlagOverrides::mig_strategy, "single", "mixed", "none",
+       [](const Config& c) { return std::string(ToString(c.flags.mig_strategy)); }},
+      {&FlagOverrides::fail_on_init_error, "false", "true", "false",
+       [](const Config& c) { return std::string(c.flags.fail_on_init_error ? "true" : "false"); }},
+      {&FlagOverrides::mps_root, "/file/mps", "/env/mps", "/flag/mps",
+       [](const Config& c) { return c.flags.mps_root.value_or("<unset>"); }},
+      {&FlagOverrides::nvidia_driver_root, "/file/driver", "/env/driver", "/flag/driver",
+       [](const Config& c) { return c.flags.nvidia_driver_root; }},
+      {&FlagOverrides::nvidia_dev_root, "/file/dev", "/env/dev", "/flag/dev",
+       [](const Config& c) { return c.flags.DevRoot(); }},
+      {&FlagOverrides::pass_device_specs, "true", "false", "true",
+       [](const Config& c) {
+         return std::string(c.flags.plugin.pass_device_specs ? "true" : "false");
+       }},
+      {&FlagOverrides::device_list_strategy, "volume-mounts,cdi-cri", "cdi-annotations",
+       "envvar,volume-mounts",
+       [](const Config& c) { return Join(c.flags.plugin.device_list_strategy); }},
+      {&FlagOverrides::device_id_strategy, "index", "uuid", "index",
+       [](const Config& c) { return std::string(ToString(c.flags.plugin.device_id_strategy)); }},
+      {&FlagOverrides::cdi_annotation_prefix, "file.example.com/", "env.example.com/",
+       "flag.example.com/", [](const Config& c) { return c.flags.plugin.cdi_annotation_prefix; }},
+      {&FlagOverrides::container_driver_root, "/file/driver-root", "/env/driver-root",
+       "/flag/driver-root", [](const Config& c) { return c.flags.plugin.container_driver_root; }},
+      {&FlagOverrides::shared_devices_allocation_policy, "packed", "distributed", "packed",
+       [](const Config& c) {
+         return std::string(ToString(c.flags.plugin.shared_devices_allocation_policy));
+       }},
+  };
+}
+
+TEST(ConfigPrecedence, FlagBeatsEnvBeatsFileForEverySetting) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", kFullFile);
+  for (const Row& row : Rows()) {
+    SCOPED_TRACE(row.env_value);
+    FlagOverrides cli{.config_file = file};
+    FlagOverrides env;
+    // File only.
+    EXPECT_EQ(row.read(MustLoad(cli, env)), row.file_value);
+    // Env over file.
+    env.*row.member = row.env_value;
+    EXPECT_EQ(row.read(MustLoad(cli, env)), row.env_value);
+    // Flag over env.
+    cli.*row.member = row.flag_value;
+    EXPECT_EQ(row.read(MustLoad(cli, env)), row.flag_value);
+    // Flag over file with no env.
+    env.*row.member = std::nullopt;
+    EXPECT_EQ(row.read(MustLoad(cli, env)), row.flag_value);
+  }
+}
+
+TEST(ConfigPrecedence, FlagOnlySettingsBeatEnvAndDefault) {
+  EXPECT_EQ(MustLoad({}, {.kubelet_socket = "/env/k.sock"}).flags.kubelet_socket, "/env/k.sock");
+  EXPECT_EQ(MustLoad({.kubelet_socket = "/flag/k.sock"}, {.kubelet_socket = "/env/k.sock"})
+                .flags.kubelet_socket,
+            "/flag/k.sock");
+  EXPECT_EQ(MustLoad({}, {.nvml_library = "/env/libnvidia-ml.so.1"}).flags.nvml_library,
+            "/env/libnvidia-ml.so.1");
+  EXPECT_EQ(MustLoad({.nvml_library = "/flag/lib.so"}, {.nvml_library = "/env/lib.so"})
+                .flags.nvml_library,
+            "/flag/lib.so");
+}
+
+TEST(ConfigPrecedence, ConfigFileFromFlagBeatsEnv) {
+  TempDir dir;
+  const std::string single = dir.Write("single.yaml", "flags: {migStrategy: single}\n");
+  const std::string mixed = dir.Write("mixed.yaml", "flags: {migStrategy: mixed}\n");
+  EXPECT_EQ(MustLoad({}, {.config_file = mixed}).flags.mig_strategy, MigStrategy::kMixed);
+  EXPECT_EQ(MustLoad({.config_file = single}, {.config_file = mixed}).flags.mig_strategy,
+            MigStrategy::kSingle);
+}
+
+TEST(ConfigPrecedence, MpsRootFromFlagSatisfiesAFileWithMps) {
+  TempDir dir;
+  const std::string file = dir.Write("mps.yaml", R"(version: v1
+sharing:
+  mps:
+    resources:
+    - name: gpu
+      replicas: 100
+)");
+  auto without = LoadConfigReport({.config_file = file}, {});
+  EXPECT_THAT(without.errors,
+              ElementsAre(HasSubstr("flags.mpsRoot: (unset) \u2014 required when sharing.mps")));
+  EXPECT_TRUE(LoadConfigReport({.config_file = file}, {.mps_root = "/run/nvidia/mps"}).ok());
+  EXPECT_TRUE(LoadConfigReport({.mps_root = "/run/nvidia/mps", .config_file = file}, {}).ok());
+}
+
+TEST(ConfigFlags, AddFlagsReadsUpstreamNames) {
+  const FlagOverrides f = ParseArgs({
+      "--mig-strategy=mixed",
+      "--fail-on-init-error=false",
+      "--mps-root",
+      "/run/nvidia/mps",
+      "--nvidia-driver-root=/run/nvidia/driver",
+      "--dev-root=/dev-root",
+      "--pass-device-specs",
+      "--device-list-strategy",
+      "envvar,cdi-cri",
+      "--device-list-strategy=volume-mounts",
+      "--device-id-strategy=index",
+      "--cdi-annotation-prefix=x.example.com/",
+      "--container-driver-root=/cdr",
+      "--shared-devices-allocation-policy=packed",
+      "--kubelet-socket=/k/kubelet.sock",
+      "--config-file=/etc/c.yaml",
+      "--nvml-library=/lib/libnvidia-ml.so.1",
+  });
+  EXPECT_EQ(f.mig_strategy, "mixed");
+  EXPECT_EQ(f.fail_on_init_error, "false");
+  EXPECT_EQ(f.mps_root, "/run/nvidia/mps");
+  EXPECT_EQ(f.nvidia_driver_root, "/run/nvidia/driver");
+  EXPECT_EQ(f.nvidia_dev_root, "/dev-root");
+  EXPECT_EQ(f.pass_device_specs, "true");
+  EXPECT_EQ(f.device_list_strategy, "envvar,cdi-cri,volume-mounts");
+  EXPECT_EQ(f.device_id_strategy, "index");
+  EXPECT_EQ(f.cdi_annotation_prefix, "x.example.com/");
+  EXPECT_EQ(f.container_driver_root, "/cdr");
+  EXPECT_EQ(f.shared_devices_allocation_policy, "packed");
+  EXPECT_EQ(f.kubelet_socket, "/k/kubelet.sock");
+  EXPECT_EQ(f.config_file, "/etc/c.yaml");
+  EXPECT_EQ(f.nvml_library, "/lib/libnvidia-ml.so.1");
+}
+
+TEST(ConfigFlags, UnsetFlagsStayUnset) {
+  const FlagOverrides f = ParseArgs({});
+  EXPECT_FALSE(f.mig_strategy.has_value());
+  EXPECT_FALSE(f.pass_device_specs.has_value());
+  EXPECT_FALSE(f.device_list_strategy.has_value());
+  EXPECT_FALSE(f.config_file.has_value());
+}
+
+TEST(ConfigFlags, BooleanFlagsTakeBareOrExplicitValues) {
+  EXPECT_EQ(ParseArgs({"--pass-device-specs"}).pass_device_specs, "true");
+  EXPECT_EQ(ParseArgs({"--pass-device-specs=false"}).pass_device_specs, "false");
+  EXPECT_EQ(ParseArgs({"--pass-device-specs=true"}).pass_device_specs, "true");
+  EXPECT_EQ(ParseArgs({"--fail-on-init-error=false", "--fail-on-init-error"}).fail_on_init_error,
+            "true");
+  // Resolved through LoadConfig.
+  EXPECT_FALSE(MustLoad(ParseArgs({"--fail-on-init-error=false"}), {}).flags.fail_on_init_error);
+  EXPECT_TRUE(MustLoad(ParseArgs({"--pass-device-specs"}), {}).flags.plugin.pass_device_specs);
+  EXPECT_FALSE(MustLoad(ParseArgs({"--pass-device-specs=0"}), {}).flags.plugin.pass_device_specs);
+}
+
+TEST(ConfigFlags, RepeatedStringFlagLastWins) {
+  EXPECT_EQ(ParseArgs({"--mig-strategy=single", "--mig-strategy=mixed"}).mig_strategy, "mixed");
+}
+
+TEST(ConfigFlags, EnvReadsUpstreamNamesAndSkipsEmptyValues) {
+  const FlagOverrides f = FlagsFromEnv(FakeEnv({
+      {"MIG_STRATEGY", "single"},
+      {"FAIL_ON_INIT_ERROR", "false"},
+      {"MPS_ROOT", "/run/nvidia/mps"},
+      {"NVIDIA_DRIVER_ROOT", "/driver"},
+      {"NVIDIA_DEV_ROOT", ""},
+      {"PASS_DEVICE_SPECS", "true"},
+      {"DEVICE_LIST_STRATEGY", "envvar,cdi-annotations"},
+      {"DEVICE_ID_STRATEGY", "index"},
+      {"CDI_ANNOTATION_PREFIX", "a.example.com/"},
+      {"CONTAINER_DRIVER_ROOT", "/cdr"},
+      {"SHARED_DEVICES_ALLOCATION_POLICY", "packed"},
+      {"KUBELET_SOCKET", "/k.sock"},
+      {"CONFIG_FILE", "/c.yaml"},
+      {"NVML_LIBRARY", "/lib.so"},
+  }));
+  EXPECT_EQ(f.mig_strategy, "single");
+  EXPECT_EQ(f.fail_on_init_error, "false");
+  EXPECT_EQ(f.mps_root, "/run/nvidia/mps");
+  EXPECT_EQ(f.nvidia_driver_root, "/driver");
+  EXPECT_FALSE(f.nvidia_dev_root.has_value());
+  EXPECT_EQ(f.pass_device_specs, "true");
+  EXPECT_EQ(f.device_list_strategy, "envvar,cdi-annotations");
+  EXPECT_EQ(f.device_id_strategy, "index");
+  EXPECT_EQ(f.cdi_annotation_prefix, "a.example.com/");
+  EXPECT_EQ(f.container_driver_root, "/cdr");
+  EXPECT_EQ(f.shared_devices_allocation_policy, "packed");
+  EXPECT_EQ(f.kubelet_socket, "/k.sock");
+  EXPECT_EQ(f.config_file, "/c.yaml");
+  EXPECT_EQ(f.nvml_library, "/lib.so");
+}
+
+TEST(ConfigFlags, GoStyleBooleansInEnv) {
+  for (const char* yes : {"1", "t", "T", "TRUE", "true", "True"}) {
+    EXPECT_TRUE(MustLoad({}, {.pass_device_specs = yes}).flags.plugin.pass_device_specs) << yes;
+  }
+  for (const char* no : {"0", "f", "F", "FALSE", "false", "False"}) {
+    EXPECT_FALSE(MustLoad({}, {.fail_on_init_error = no}).flags.fail_on_init_error) << no;
+  }
+}
+
+TEST(ConfigErrors, BadValuesNameTheirFlagOrVariable) {
+  const Report r = LoadConfigReport(
+      {.mig_strategy = "foo", .pass_device_specs = "maybe", .device_list_strategy = "envvar,bogus"},
+      {.fail_on_init_error = "sometimes",
+       .device_id_strategy = "serial",
+       .shared_devices_allocation_policy = "random"});
+  EXPECT_THAT(r.errors, UnorderedElementsAre(
+                            "--mig-strategy: \"foo\" \u2014 must be one of none, single, mixed",
+                            "--pass-device-specs: \"maybe\" \u2014 must be true or false",
+                            "--device-list-strategy: \"bogus\" \u2014 must be one of envvar, "
+                            "volume-mounts, cdi-annotations, cdi-cri",
+                            "FAIL_ON_INIT_ERROR: \"sometimes\" \u2014 must be true or false",
+                            "DEVICE_ID_STRATEGY: \"serial\" \u2014 must be one of uuid, index",
+                            "SHARED_DEVICES_ALLOCATION_POLICY: \"random\" \u2014 must be one of "
+                            "distributed, packed"));
+}
+
+TEST(ConfigErrors, OnlyTheWinningValueIsChecked) {
+  // A bad environment value hidden by a good flag is not used, so not reported.
+  EXPECT_TRUE(LoadConfigReport({.mig_strategy = "single"}, {.mig_strategy = "foo"}).ok());
+}
+
+TEST(ConfigErrors, ValidationNamesTheOrigin) {
+  const Report r = LoadConfigReport({.mps_root = "relative/mps", .kubelet_socket = "k.sock"},
+                                    {.nvidia_driver_root = "driver"});
+  EXPECT_THAT(r.errors,
+              UnorderedElementsAre("--mps-root: \"relative/mps\" \u2014 must be an absolute path",
+                                   "NVIDIA_DRIVER_ROOT: \"driver\" \u2014 must be an absolute path",
+                                   "--kubelet-socket: \"k.sock\" \u2014 must be an absolute path"));
+}
+
+TEST(ConfigErrors, FlagErrorsAndFileErrorsTogether) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", "version: v3\nflags: {migStrategy: odd}\n");
+  const Report r = LoadConfigReport({.mig_strategy = "bad", .config_file = file}, {});
+  EXPECT_THAT(r.errors,
+              UnorderedElementsAre("version: \"v3\" \u2014 must be v1",
+                                   "flags.migStrategy: \"odd\" \u2014 must be one of none, single, "
+                                   "mixed",
+                                   "--mig-strategy: \"bad\" \u2014 must be one of none, single, "
+                                   "mixed"));
+}
+
+TEST(ConfigErrors, UnreadableConfigFile) {
+  TempDir dir;
+  const std::string missing = (dir.path() / "nope.yaml").string();
+  EXPECT_THAT(LoadConfigReport({.config_file = missing}, {}).errors,
+              ElementsAre("--config-file: \"" + missing +
+                          "\" \u2014 cannot be read: No such file or directory"));
+  EXPECT_THAT(LoadConfigReport({}, {.config_file = dir.path().string()}).errors,
+              ElementsAre("CONFIG_FILE: \"" + dir.path().string() +
+                          "\" \u2014 cannot be read: Is a directory"));
+}
+
+TEST(ConfigErrors, OversizedConfigFile) {
+  TempDir dir;
+  const std::string file = dir.Write("big.yaml", std::string(kMaxConfigFileBytes + 1, '#'));
+  EXPECT_THAT(LoadConfigReport({.config_file = file}, {}).errors,
+              ElementsAre(HasSubstr("cannot be read: larger than 1048576 bytes")));
+}
+
+TEST(ConfigErrors, StatusMessageListsEveryErrorOnItsOwnLine) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", R"(version: v2
+sharing:
+  timeSlicing:
+    resources:
+    - name: gpu
+      replicas: 1
+)");
+  auto loaded = LoadConfig({.config_file = file}, {});
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loaded.status().message(),
+            "version: \"v2\" \u2014 must be v1\n"
+            "sharing.timeSlicing.resources[0].replicas: 1 \u2014 must be at least 2");
+}
+
+TEST(ConfigReload, LoadIsPureAndSeesFileChanges) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", "flags: {migStrategy: single}\n");
+  const FlagOverrides cli{.config_file = file};
+  EXPECT_EQ(MustLoad(cli, {}).flags.mig_strategy, MigStrategy::kSingle);
+  EXPECT_EQ(MustLoad(cli, {}).flags.mig_strategy, MigStrategy::kSingle);
+  dir.Write("c.yaml", "flags: {migStrategy: mixed}\n");
+  EXPECT_EQ(MustLoad(cli, {}).flags.mig_strategy, MigStrategy::kMixed);
+  // A broken edit fails without side effects; the caller keeps its running
+  // config.
+  dir.Write("c.yaml", "flags: {migStrategy: [\n");
+  EXPECT_FALSE(LoadConfig(cli, {}).ok());
+}
+
+TEST(ConfigWarnings, UnknownKeysAreReportedWithTheirPath) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", R"(version: v1
+colour: blue
+flags:
+  plugin:
+    passDeviceSpec: true
+sharing:
+  mps:
+    perContainerLimit: true
+    resources:
+    - name: gpu
+      replicas: 10
+      replica: 3
+)");
+  const Report r = LoadConfigReport({.mps_root = "/run/nvidia/mps", .config_file = file}, {});
+  EXPECT_THAT(r.errors, IsEmpty());
+  EXPECT_THAT(r.warnings,
+              UnorderedElementsAre("colour: unknown key (ignored)",
+                                   "flags.plugin.passDeviceSpec: unknown key (ignored)",
+                                   "sharing.mps.perContainerLimit: unknown key (ignored)",
+                                   "sharing.mps.resources[0].replica: unknown key "
+                                   "(ignored)"));
+}
+
+TEST(ConfigParse, JsonAndYamlGiveTheSameConfig) {
+  auto yaml = ParseConfig(R"(version: v1
+flags:
+  mpsRoot: /run/nvidia/mps
+sharing:
+  mps:
+    memoryLimit: none
+    resources:
+    - name: nvidia.com/gpu
+      rename: gpu-mps
+      devices: [0, "1", "GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"]
+      replicas: 100
+)",
+                          "a.yaml");
+  auto json = ParseConfig(
+      R"({"version":"v1","flags":{"mpsRoot":"/run/nvidia/mps"},"sharing":{"mps":{"memoryLimit":"none",)"
+      R"("resources":[{"name":"nvidia.com/gpu","rename":"gpu-mps","devices":[0,"1",)"
+      R"("GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"],"replicas":100}]}}})",
+      "a.json");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  ASSERT_TRUE(json.ok()) << json.status();
+  for (const Config* c : {&yaml->config, &json->config}) {
+    ASSERT_EQ(c->sharing.mps.resources.size(), 1u);
+    const ReplicatedResource& r = c->sharing.mps.resources[0];
+    EXPECT_EQ(r.name, "gpu");
+    EXPECT_EQ(r.rename, "gpu-mps");
+    EXPECT_EQ(r.replicas, 100);
+    EXPECT_EQ(r.devices.kind, DeviceSelector::Kind::kList);
+    EXPECT_THAT(r.devices.ids, ElementsAre("0", "1", "GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"));
+    EXPECT_EQ(c->sharing.mps.memory_limit, MemoryLimit::kNone);
+    EXPECT_TRUE(c->sharing.mps.per_container_limits);
+    EXPECT_FALSE(c->sharing.mps.fail_requests_greater_than_one.has_value());
+    EXPECT_THAT(Validate(*c), IsEmpty());
+  }
+}
+
+TEST(ConfigParse, DevicesForms) {
+  auto all = ParseConfig("sharing: {timeSlicing: {resources: [{name: gpu, replicas: 2}]}}", "x");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->config.sharing.time_slicing.resources[0].devices.kind, DeviceSelector::Kind::kAll);
+  auto count = ParseConfig(
+      "sharing: {timeSlicing: {resources: [{name: gpu, replicas: 2, devices: "
+      "3}]}}",
+      "x");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count->config.sharing.time_slicing.resources[0].devices.kind,
+            DeviceSelector::Kind::kCount);
+  EXPECT_EQ(count->config.sharing.time_slicing.resources[0].devices.count, 3);
+  auto explicit_all = ParseConfig(
+      "sharing: {timeSlicing: {resources: [{name: gpu, replicas: 2, devices: "
+      "all}]}}",
+      "x");
+  ASSERT_TRUE(explicit_all.ok());
+  EXPECT_EQ(explicit_all->config.sharing.time_slicing.resources[0].devices.kind,
+            DeviceSelector::Kind::kAll);
+}
+
+TEST(ConfigParse, DeviceListStrategyAsStringCommaListOrList) {
+  for (const char* doc : {"flags: {plugin: {deviceListStrategy: cdi-cri}}",
+                          "flags: {plugin: {deviceListStrategy: [cdi-cri]}}",
+                          "flags: {plugin: {deviceListStrategy: 'cdi-cri, cdi-cri'}}"}) {
+    auto c = ParseConfig(doc, "x");
+    ASSERT_TRUE(c.ok()) << doc << ": " << c.status();
+    EXPECT_THAT(c->config.flags.plugin.device_list_strategy,
+                ElementsAre(DeviceListStrategy::kCdiCri))
+        << doc;
+  }
+}
+
+TEST(ConfigParse, EmptyDocumentsAreDefaults) {
+  for (const char* doc : {"", "# only a comment\n", "---\n", "~\n"}) {
+    auto c = ParseConfig(doc, "x");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_THAT(c->warnings, IsEmpty());
+    EXPECT_THAT(Validate(c->config), IsEmpty());
+  }
+}
+
+TEST(ConfigParse, NeverThrowsOnHostileInput) {
+  const char* docs[] = {
+      "&a [*a]",
+      "a: &a {b: *a}\nsharing: *a\n",
+      "sharing: {mps: {resources: &r [*r, *r]}}",
+      "\xff\xfe\x00garbage",
+      "version: !!binary aGVsbG8=",
+      "flags: {plugin: {deviceListStrategy: {a: b}}}",
+      "? [complex, key]\n: value\n",
+      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "[[",
+  };
+  for (const char* doc : docs) {
+    const Report r = ParseConfigReport(doc, "hostile");
+    (void)Check(r.config);
+  }
+}
+
+}  // namespace
+}  // namespace nvdp::config
