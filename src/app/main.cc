@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "app/daemon.h"
 #include "config/loader.h"
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
@@ -32,10 +33,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   auto* validate = cli.add_subcommand(
       "validate", "Check the configuration (file, env, flags) and exit: 0 valid, 1 invalid");
+  validate->fallthrough();
   CLI11_PARSE(cli, argc, argv);
 
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  nvdp::logging::Setup(log_level);
 
   auto env = nvdp::config::FlagsFromEnv([](const char* name) -> std::optional<std::string> {
     const char* value = std::getenv(name);

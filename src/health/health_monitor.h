@@ -39,7 +39,7 @@ class HealthMonitor {
 
   HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids, HealthSettings settings,
                 Callback callback,
-                std::chrono::milliseconds wait_period = std::chrono::milliseconds(1000));
+                std::chrono::milliseconds wait_period = std::chrono::milliseconds(250));
   ~HealthMonitor();
 
   // Registers for events and starts the thread. A no-op when health checks are disabled.

@@ -1,6 +1,9 @@
 #include "integration/daemon_harness.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 
@@ -16,18 +19,51 @@ std::vector<NodeGpu> ReadNodeGpus(const std::string& node_file) {
   return gpus;
 }
 
+bool WaitUntil(const std::function<bool()>& predicate, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+namespace {
+
+// Runs `spec` with its stderr appended to `log` (through sh, which then execs the program).
+mps::CommandSpec LoggedTo(mps::CommandSpec spec, const std::string& log) {
+  std::vector<std::string> args = {"-c", "exec \"$0\" \"$@\" 2>>\"" + log + "\"", spec.program};
+  args.insert(args.end(), spec.args.begin(), spec.args.end());
+  spec.program = "/bin/sh";
+  spec.args = std::move(args);
+  return spec;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
 DaemonHarness::DaemonHarness() {
   char pattern[] = "/tmp/nvdp-it-XXXXXX";
   const char* dir = ::mkdtemp(pattern);
   EXPECT_NE(dir, nullptr);
   tmp_ = dir;
   std::filesystem::create_directories(plugin_dir());
+  std::filesystem::create_directories(mps_root());
   std::ofstream(tmp_ + "/events").close();
 }
 
 DaemonHarness::~DaemonHarness() {
   if (daemon_ && !daemon_->Poll()) daemon_->Terminate(absl::Seconds(5));
   daemon_.reset();
+  StopMpsDaemon();
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "--- plugin log ---\n%s--- mps-control-daemon log ---\n%s",
+                 DaemonLog().c_str(), ReadFile(tmp_ + "/mpsd.log").c_str());
+  }
   kubelet_.reset();
   std::error_code ec;
   std::filesystem::remove_all(tmp_, ec);
@@ -49,7 +85,8 @@ void DaemonHarness::StartDaemon(const std::string& node, const std::vector<std::
   mps::CommandSpec spec;
   spec.program = BinDir() + "/nvidia-device-plugin";
   spec.args = {"--nvml-library=" + FakeNvmlLibrary(),
-               "--kubelet-socket=" + plugin_dir() + "/kubelet.sock"};
+               "--kubelet-socket=" + plugin_dir() + "/kubelet.sock",
+               "--mps-control-binary=" + BinDir() + "/fake-mps-control", "--mps-probe-period=0.2"};
   if (has_config_) spec.args.push_back("--config-file=" + config_path());
   spec.args.insert(spec.args.end(), args.begin(), args.end());
   spec.env = mps::InheritedEnvironment();
@@ -57,10 +94,31 @@ void DaemonHarness::StartDaemon(const std::string& node, const std::vector<std::
   spec.env.push_back("FAKE_NVML_EVENTS=" + tmp_ + "/events");
   spec.env.push_back("NVDP_SYSFS_ROOT=" + SourceDir() + "/tests/fakes/nvml/nodes/a100-sysfs");
   spec.env.insert(spec.env.end(), env.begin(), env.end());
-  auto child = mps::RealProcessRunner().Spawn(spec);
+  auto child = mps::RealProcessRunner().Spawn(LoggedTo(spec, tmp_ + "/plugin.log"));
   ASSERT_TRUE(child.ok()) << child.status();
   daemon_ = std::move(*child);
 }
+
+void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args) {
+  mps::CommandSpec spec;
+  spec.program = BinDir() + "/mps-control-daemon";
+  spec.args = {"--nvml-library=" + FakeNvmlLibrary(), "--config-file=" + config_path(),
+               "--mps-control-binary=" + BinDir() + "/fake-mps-control",
+               "--set-compute-mode=false"};
+  spec.args.insert(spec.args.end(), args.begin(), args.end());
+  spec.env = mps::InheritedEnvironment();
+  spec.env.push_back("FAKE_NVML_NODE=" + NodeFile("a100-sxm4-40gb-x8.json"));
+  auto child = mps::RealProcessRunner().Spawn(LoggedTo(spec, tmp_ + "/mpsd.log"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  mps_daemon_ = std::move(*child);
+}
+
+void DaemonHarness::StopMpsDaemon() {
+  if (mps_daemon_ && !mps_daemon_->Poll()) mps_daemon_->Terminate(absl::Seconds(10));
+  mps_daemon_.reset();
+}
+
+std::string DaemonHarness::DaemonLog() const { return ReadFile(tmp_ + "/plugin.log"); }
 
 void DaemonHarness::Signal(int sig) {
   ASSERT_NE(daemon_, nullptr);

@@ -34,6 +34,10 @@ struct NodeGpu {
 // The GPUs of a fake node description (UUIDs and minors, by index).
 std::vector<NodeGpu> ReadNodeGpus(const std::string& node_file);
 
+// Polls `predicate` every 10 ms until it holds or `timeout` passes; for state that offers nothing
+// to wait on (files, logs). Returns whether it held.
+bool WaitUntil(const std::function<bool()>& predicate, milliseconds timeout = kWait);
+
 class DaemonHarness {
  public:
   DaemonHarness();
@@ -50,7 +54,13 @@ class DaemonHarness {
   void StartDaemon(const std::string& node = "a100-sxm4-40gb-x8.json",
                    const std::vector<std::string>& args = {},
                    const std::vector<std::string>& env = {});
+  // Starts mps-control-daemon (the real binary) on the same config, driving the fake
+  // nvidia-cuda-mps-control, without touching compute modes.
+  void StartMpsDaemon(const std::vector<std::string>& args = {});
+  void StopMpsDaemon();
   void Signal(int sig);
+  // The daemon's log so far (its stderr goes to a file).
+  std::string DaemonLog() const;
   // Waits for the daemon to exit (after a signal), returning its status.
   std::optional<mps::ExitStatus> WaitForExit(absl::Duration timeout = absl::Seconds(20));
   // Appends a line to the fake NVML's event file ("xid <uuid> <n>").
@@ -59,11 +69,13 @@ class DaemonHarness {
   std::string tmp() const { return tmp_; }
   std::string plugin_dir() const { return tmp_ + "/dp"; }
   std::string config_path() const { return tmp_ + "/config.yaml"; }
+  std::string mps_root() const { return tmp_ + "/mps"; }
 
  private:
   std::string tmp_;
   std::unique_ptr<TestKubelet> kubelet_;
   std::unique_ptr<mps::ChildProcess> daemon_;
+  std::unique_ptr<mps::ChildProcess> mps_daemon_;
   bool has_config_ = false;
 };
 

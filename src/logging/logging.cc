@@ -1,0 +1,16 @@
+#include "logging/logging.h"
+
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace nvdp::logging {
+
+void Setup(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("nvdp");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::flush_on(spdlog::level::info);
+}
+
+}  // namespace nvdp::logging

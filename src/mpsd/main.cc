@@ -1,0 +1,304 @@
+// mps-control-daemon: starts and supervises one NVIDIA MPS control daemon per
+// MPS resource of the plugin's configuration (same config file, flags and
+// environment as the plugin), until SIGTERM / SIGINT / SIGQUIT; SIGHUP reloads
+// the configuration and restarts the daemons.
+//
+//   mps-control-daemon [run]      the supervisor (default)
+//   mps-control-daemon mount-shm  mounts the tmpfs at <mpsRoot>/shm, then exits
+//
+// The work is done by the nvdp_mps library (mps/supervisor.h, mps/shm.h); this
+// file only wires config, NVML and signals to it.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "config/loader.h"
+#include "device/inventory.h"
+#include "mps/clock.h"
+#include "mps/process.h"
+#include "mps/shm.h"
+#include "mps/supervisor.h"
+#include "mpsd/daemon_specs.h"
+#include "nvml/dl_nvml.h"
+#include "sharing/sharing.h"
+#include "logging/logging.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+using nvdp::mps::Supervisor;
+
+std::optional<std::string> GetEnv(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+sigset_t HandledSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&set, sig);
+  return set;
+}
+
+// Our own options (the config's are registered by config::AddFlags).
+struct MpsdFlags {
+  std::string control_binary = nvdp::mps::kDefaultControlBinary;
+  std::string nvidia_smi = "nvidia-smi";
+  bool set_compute_mode = true;
+  std::string launch_mode = "foreground";
+  double liveness_period_s = 10;
+  double ready_timeout_s = 60;
+  std::string log_level = "info";
+};
+
+// Routes signals (taken synchronously on a dedicated thread) to the supervisor
+// of the moment.
+class SignalRouter {
+ public:
+  void Attach(Supervisor* supervisor) {
+    absl::MutexLock lock(&mu_);
+    supervisor_ = supervisor;
+    if (supervisor_ != nullptr && pending_) supervisor_->RequestStop();
+  }
+  // Records `sig` and stops the current supervisor, if any.
+  void Deliver(int sig) {
+    absl::MutexLock lock(&mu_);
+    last_ = sig;
+    pending_ = true;
+    if (supervisor_ != nullptr) supervisor_->RequestStop();
+  }
+  // Waits until a signal arrived; returns it and clears it.
+  int AwaitSignal() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&pending_));
+    pending_ = false;
+    return last_;
+  }
+  // The signal that ended the round (0 if none), cleared.
+  int Take() {
+    absl::MutexLock lock(&mu_);
+    const int sig = pending_ ? last_ : 0;
+    pending_ = false;
+    return sig;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Supervisor* supervisor_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int last_ ABSL_GUARDED_BY(mu_) = 0;
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+int MountShm(const nvdp::config::Config& config) {
+  if (!config.flags.mps_root.has_value()) {
+    spdlog::error(
+        "mount-shm: no MPS root configured (--mps-root / MPS_ROOT / "
+        "flags.mpsRoot)");
+    return 1;
+  }
+  auto mounted = nvdp::mps::MountShm(*config.flags.mps_root);
+  if (!mounted.ok()) {
+    spdlog::error("mount-shm: {}", std::string(mounted.status().message()));
+    return 1;
+  }
+  if (mounted->already_mounted) {
+    spdlog::info("mount-shm: a tmpfs is already mounted at {}; leaving it", mounted->path);
+  } else {
+    spdlog::info("mount-shm: mounted a tmpfs of {} at {}", mounted->size, mounted->path);
+  }
+  return 0;
+}
+
+// Loads config + NVML + inventory and returns the daemons to run (possibly
+// none).
+absl::StatusOr<std::vector<nvdp::mps::DaemonSpec>> LoadSpecs(
+    const nvdp::config::FlagOverrides& command_line, const nvdp::config::FlagOverrides& env,
+    std::optional<std::string>& mps_root) {
+  auto loaded = nvdp::config::LoadConfig(command_line, env);
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid configuration:\n", loaded.status().message()));
+  }
+  for (const auto& warning : loaded->warnings) spdlog::warn("config: {}", warning);
+  const nvdp::config::Config& config = loaded->config;
+  mps_root = config.flags.mps_root;
+  if (config.sharing.mps.resources.empty()) return std::vector<nvdp::mps::DaemonSpec>{};
+
+  const auto candidates = config.flags.nvml_library
+                              ? std::vector<std::string>{*config.flags.nvml_library}
+                              : nvdp::nvml::NvmlLibraryCandidates(config.flags.nvidia_driver_root);
+  auto nvml = nvdp::nvml::LoadNvml(candidates);
+  if (!nvml.ok())
+    return absl::Status(nvml.status().code(),
+                        absl::StrCat("cannot load NVML: ", nvml.status().message()));
+  if (absl::Status s = (*nvml)->Init(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("NVML init failed: ", s.message()));
+  }
+  auto inventory =
+      nvdp::device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
+  (*nvml)->Shutdown().IgnoreError();
+  if (!inventory.ok()) {
+    return absl::Status(inventory.status().code(),
+                        absl::StrCat("GPU discovery failed: ", inventory.status().message()));
+  }
+  auto resources = nvdp::sharing::BuildResources(config, *inventory);
+  if (!resources.ok()) {
+    return absl::Status(resources.status().code(),
+                        absl::StrCat("cannot apply the configuration to this node: ",
+                                     resources.status().message()));
+  }
+  return nvdp::mpsd::MpsDaemonSpecs(*resources);
+}
+
+int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::FlagOverrides& env,
+        const MpsdFlags& flags, SignalRouter& signals) {
+  while (true) {
+    std::optional<std::string> mps_root;
+    auto specs = LoadSpecs(command_line, env, mps_root);
+    if (!specs.ok()) {
+      spdlog::error("{}", std::string(specs.status().message()));
+      return 1;
+    }
+    if (specs->empty()) {
+      spdlog::info(
+          "no MPS sharing configured (sharing.mps.resources is empty); idling "
+          "until "
+          "stopped or reconfigured (SIGHUP)");
+      if (signals.AwaitSignal() == SIGHUP) continue;
+      return 0;
+    }
+    if (!mps_root.has_value()) {
+      spdlog::error(
+          "MPS sharing needs an MPS root (--mps-root / MPS_ROOT / "
+          "flags.mpsRoot)");
+      return 1;
+    }
+    nvdp::mps::SupervisorOptions options;
+    options.mps_root = *mps_root;
+    options.control_binary = flags.control_binary;
+    options.nvidia_smi = flags.nvidia_smi;
+    options.set_compute_mode = flags.set_compute_mode;
+    options.launch_mode = flags.launch_mode == "background" ? nvdp::mps::LaunchMode::kBackground
+                                                            : nvdp::mps::LaunchMode::kForeground;
+    options.base_env = nvdp::mps::InheritedEnvironment();
+    options.liveness_period = absl::Seconds(flags.liveness_period_s);
+    options.ready_timeout = absl::Seconds(flags.ready_timeout_s);
+    // A missing control binary is a deployment error: say so once and exit
+    // instead of retrying.
+    const char* path = std::getenv("PATH");
+    if (auto found = nvdp::mps::ResolveProgram(flags.control_binary, path ? path : "");
+        !found.ok()) {
+      spdlog::error(
+          "cannot find the MPS control binary: {} (set --mps-control-binary / "
+          "MPS_CONTROL_BINARY, or mount the driver's binaries)",
+          std::string(found.status().message()));
+      return 1;
+    }
+
+    int sig = 0;
+    {
+      Supervisor supervisor(std::move(*specs), options, nvdp::mps::RealProcessRunner(),
+                            nvdp::mps::RealClock());
+      signals.Attach(&supervisor);
+      if (absl::Status s = supervisor.StartAll(); !s.ok()) {
+        spdlog::error("{}",
+                      std::string(s.message()));  // failed daemons are retried
+                                                  // with backoff by Run
+      }
+      supervisor.Run();
+      signals.Attach(nullptr);
+      sig = signals.Take();
+      spdlog::info("stopping the MPS control daemons (signal {})", sig);
+      if (absl::Status s = supervisor.StopAll(); !s.ok()) {
+        spdlog::error("while stopping: {}", std::string(s.message()));
+      }
+    }
+    if (sig != SIGHUP) return 0;
+    spdlog::info("SIGHUP: reloading the configuration");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so every thread inherits the mask; children get
+  // an empty mask.
+  sigset_t handled = HandledSignals();
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+
+  CLI::App cli{"Runs one supervised NVIDIA MPS control daemon per MPS resource"};
+  nvdp::config::FlagOverrides command_line;
+  nvdp::config::AddFlags(cli, command_line);
+  MpsdFlags flags;
+  cli.add_option("--mps-control-binary", flags.control_binary,
+                 "nvidia-cuda-mps-control to run (path, or name searched in PATH)")
+      ->envname("MPS_CONTROL_BINARY")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cli.add_option("--nvidia-smi", flags.nvidia_smi, "nvidia-smi to set compute modes with")
+      ->envname("NVIDIA_SMI")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cli.add_option("--set-compute-mode", flags.set_compute_mode,
+                 "set the GPUs to EXCLUSIVE_PROCESS while their daemon runs "
+                 "(DEFAULT after)")
+      ->envname("MPS_SET_COMPUTE_MODE")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cli.add_option("--launch-mode", flags.launch_mode,
+                 "foreground: run `-f` as our child (default); background: "
+                 "`-d` as upstream")
+      ->envname("MPS_LAUNCH_MODE")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->check(CLI::IsMember({"foreground", "background"}));
+  cli.add_option("--liveness-period", flags.liveness_period_s, "seconds between liveness probes")
+      ->envname("MPS_LIVENESS_PERIOD")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--ready-timeout", flags.ready_timeout_s, "seconds a started daemon has to answer")
+      ->envname("MPS_READY_TIMEOUT")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->envname("LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  CLI::App* run = cli.add_subcommand("run", "start and supervise the daemons (the default)");
+  CLI::App* mount_shm =
+      cli.add_subcommand("mount-shm", "mount the tmpfs at <mpsRoot>/shm (half of MemTotal)");
+  cli.require_subcommand(0, 1);
+  run->fallthrough();
+  mount_shm->fallthrough();
+  CLI11_PARSE(cli, argc, argv);
+
+  nvdp::logging::Setup(flags.log_level);
+
+  const nvdp::config::FlagOverrides env = nvdp::config::FlagsFromEnv(GetEnv);
+  if (mount_shm->parsed()) {
+    auto loaded = nvdp::config::LoadConfig(command_line, env);
+    if (!loaded.ok()) {
+      spdlog::error("invalid configuration:\n{}", std::string(loaded.status().message()));
+      return 1;
+    }
+    return MountShm(loaded->config);
+  }
+
+  // Never destroyed: the signal thread may still use it while the process
+  // exits.
+  static SignalRouter* const signals = new SignalRouter();
+  std::thread([handled] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&handled, &sig) != 0) continue;
+      spdlog::info("received signal {}", sig);
+      signals->Deliver(sig);
+    }
+  }).detach();
+  return Run(command_line, env, flags, *signals);
+}

@@ -1,0 +1,194 @@
+// The mps-control-daemon binary end to end: config file + fake NVML (8x
+// A100-40GB) + fake-mps-control, over real processes. Waits poll observable
+// files with deadlines.
+#include <signal.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mps/process.h"
+#include "mps/temp_dir.h"
+
+namespace nvdp::mps {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using testing::Exists;
+using ::testing::HasSubstr;
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+std::string Env(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : fallback;
+}
+std::string BinDir() {
+#ifdef NVDP_TEST_BIN_DIR
+  return Env("NVDP_BIN_DIR", NVDP_TEST_BIN_DIR);
+#else
+  return Env("NVDP_BIN_DIR", "bin");
+#endif
+}
+std::string SourceDir() {
+#ifdef NVDP_TEST_SOURCE_DIR
+  return Env("NVDP_SOURCE_DIR", NVDP_TEST_SOURCE_DIR);
+#else
+  return Env("NVDP_SOURCE_DIR", ".");
+#endif
+}
+
+std::vector<std::string> Lines(const std::string& path) {
+  return absl::StrSplit(ReadFile(path), '\n', absl::SkipEmpty());
+}
+
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(15)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+class MpsdBinaryTest : public ::testing::Test {
+ protected:
+  ~MpsdBinaryTest() override {
+    if (daemon_ && !daemon_->Poll().has_value()) daemon_->Terminate(absl::Seconds(5));
+    const std::string pid = ReadFile(Log("fake-daemon.pid"));
+    if (!pid.empty()) kill(std::stoi(pid), SIGKILL);
+  }
+
+  std::string Root() const { return dir_.path() + "/mps"; }
+  std::string Log(const std::string& file) const { return Root() + "/gpu/log/" + file; }
+
+  CommandSpec Command(const std::string& sharing_yaml, std::vector<std::string> extra_args = {}) {
+    WriteFile(dir_.path() + "/config.yaml",
+              absl::StrCat("version: v1\nflags:\n  mpsRoot: ", Root(), "\n", sharing_yaml));
+    CommandSpec spec;
+    spec.program = BinDir() + "/mps-control-daemon";
+    spec.args = {"--config-file=" + dir_.path() + "/config.yaml",
+                 "--nvml-library=" + BinDir() + "/../lib/fake-nvml/libnvidia-ml.so.1",
+                 "--mps-control-binary=" + BinDir() + "/fake-mps-control",
+                 "--set-compute-mode=false", "--liveness-period=0.2"};
+    spec.args.insert(spec.args.end(), extra_args.begin(), extra_args.end());
+    spec.env = InheritedEnvironment();
+    spec.env.push_back("FAKE_NVML_NODE=" + SourceDir() +
+                       "/tests/fakes/nvml/nodes/a100-sxm4-40gb-x8.json");
+    spec.env.push_back("NVDP_SYSFS_ROOT=" + SourceDir() + "/tests/fakes/nvml/nodes/a100-sysfs");
+    spec.env.push_back("FAKE_MPS_MAX_LIFETIME_S=120");
+    return spec;
+  }
+
+  void Start(const std::string& sharing_yaml) {
+    auto child = RealProcessRunner().Spawn(Command(sharing_yaml));
+    ASSERT_TRUE(child.ok()) << child.status();
+    daemon_ = std::move(*child);
+  }
+
+  std::optional<ExitStatus> Stop() {
+    kill(daemon_->pid(), SIGTERM);
+    return daemon_->Wait(absl::Seconds(15));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ChildProcess> daemon_;
+};
+
+constexpr char kPerContainer[] = R"(sharing:
+  mps:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 100
+)";
+
+TEST_F(MpsdBinaryTest, PerContainerDaemonRunsScopedAndStopsCleanly) {
+  Start(kPerContainer);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  EXPECT_TRUE(Exists(Root() + "/gpu/.started"));
+  const std::vector<std::string> starts = Lines(Log("fake-daemon.log"));
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_THAT(starts[0],
+              AllOf(HasSubstr("launch=-f"),
+                    HasSubstr("CUDA_VISIBLE_DEVICES=GPU-a100a100-0000-4000-8000-"
+                              "000000000000,GPU-a100a100-0000-4000-8000-000000000001,")));
+  std::vector<std::string> configured;
+  for (const std::string& line : Lines(Log("fake-commands.log"))) {
+    if (line.rfind("set_", 0) == 0) configured.push_back(line);
+  }
+  EXPECT_THAT(configured, ElementsAre("set_default_active_thread_percentage 100"));
+
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success()) << exit->ToString();
+  EXPECT_EQ(Lines(Log("fake-commands.log")).back(), "quit");
+  EXPECT_FALSE(Exists(Root() + "/.ready"));
+  EXPECT_FALSE(Exists(Root() + "/gpu/.started"));
+}
+
+TEST_F(MpsdBinaryTest, UniformModeSetsUpstreamDefaults) {
+  Start(R"(sharing:
+  mps:
+    perContainerLimits: false
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4
+)");
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  std::vector<std::string> configured;
+  for (const std::string& line : Lines(Log("fake-commands.log"))) {
+    if (line.rfind("set_", 0) == 0) configured.push_back(line);
+  }
+  ASSERT_EQ(configured.size(), 9u);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(configured[i], absl::StrCat("set_default_device_pinned_mem_limit ", i, " 10240M"));
+  }
+  EXPECT_EQ(configured[8], "set_default_active_thread_percentage 25");
+  ASSERT_TRUE(Stop().has_value());
+}
+
+TEST_F(MpsdBinaryTest, KilledDaemonIsRestarted) {
+  Start(kPerContainer);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  const int first = std::stoi(ReadFile(Log("fake-daemon.pid")));
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  ASSERT_TRUE(Eventually([&] { return Lines(Log("fake-daemon.log")).size() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  EXPECT_NE(std::stoi(ReadFile(Log("fake-daemon.pid"))), first);
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success());
+}
+
+TEST_F(MpsdBinaryTest, MissingControlBinaryExitsWithAClearError) {
+  CommandSpec spec =
+      Command(kPerContainer, {"--mps-control-binary=" + dir_.path() + "/nvidia-cuda-mps-control"});
+  spec.timeout = absl::Seconds(15);
+  auto result = RealProcessRunner().Run(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->status.exit_code, 1);
+  EXPECT_THAT(result->out + result->err,
+              AllOf(HasSubstr("cannot find the MPS control binary"),
+                    HasSubstr(dir_.path() + "/nvidia-cuda-mps-control: No such file")));
+}
+
+TEST_F(MpsdBinaryTest, NoMpsSharingIdlesUntilStopped) {
+  Start("");
+  EXPECT_FALSE(daemon_->Wait(absl::Milliseconds(300)).has_value());
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success());
+  EXPECT_FALSE(Exists(Root() + "/.ready"));
+}
+
+}  // namespace
+}  // namespace nvdp::mps
