@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the benchmarks in a Release build dir (build-bench, or $BUILD_DIR) and
-# prints a markdown table (name, time/op, CPU/op, iterations) from Google Benchmark's
-# JSON output. Extra arguments go to the benchmark binary, e.g.
+# Builds the benchmarks in a Release build dir (build-bench, or $BUILD_DIR) and prints two
+# markdown tables: the sharing logic (name, time/op, CPU/op, iterations, from Google Benchmark's
+# JSON output), then the real daemon's start-up time, RSS and RPC latency (daemon_footprint).
+# Extra arguments go to the sharing benchmark binary, e.g.
 #   bench/run.sh --benchmark_filter=Grant --benchmark_min_time=0.2
 set -euo pipefail
 
@@ -14,8 +15,8 @@ if [[ ! -f "$build/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
   generator=(-G Ninja)
 fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DNVDP_BUILD_TESTS=OFF -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
-cmake --build "$build" -j "$jobs" --target sharing_bench >/dev/null
+  -DNVDP_BUILD_TESTS=ON -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
+cmake --build "$build" -j "$jobs" --target sharing_bench daemon_footprint >/dev/null
 
 json="$build/sharing_bench.json"
 "$build/bin/sharing_bench" --benchmark_format=json "$@" >"$json"
@@ -47,3 +48,8 @@ for b in data["benchmarks"]:
     print(f"| {b['name']} | {per_op(b['real_time'] * scale)} | "
           f"{per_op(b['cpu_time'] * scale)} | {b['iterations']} |")
 PY
+
+echo
+echo "Daemon footprint (8x A100-40GB fake node, test kubelet):"
+echo
+"$build/bin/daemon_footprint" 2>/dev/null

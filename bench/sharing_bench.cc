@@ -87,8 +87,7 @@ void BM_GrantContainer(benchmark::State& state) {
 
 // Uniform MPS / time-slicing: upstream's distributed pick.
 void BM_PreferredAllocationGreedy(benchmark::State& state) {
-  const ResourceSpec spec =
-      Node(Mode::kTimeSlicing, static_cast<int>(state.range(0)));
+  const ResourceSpec spec = Node(Mode::kTimeSlicing, static_cast<int>(state.range(0)));
   const std::vector<std::string> available = Available(spec);
   const int k = RequestSize(state);
   for (auto _ : state) {

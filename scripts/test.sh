@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
 
 scripts/setup.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNVDP_BUILD_BENCH=ON
+scripts/check-format.sh
 cmake --build build -j"$jobs"
 (cd build && ctest -j"$jobs" --output-on-failure --timeout 300)
 

@@ -80,7 +80,9 @@ int main(int argc, char** argv) {
   const std::string config_path = tmp + "/config.yaml";
   std::ofstream(config_path) << "version: v1\n"
                                 "flags:\n"
-                                "  mpsRoot: " << mps_root << "\n"
+                                "  mpsRoot: "
+                             << mps_root
+                             << "\n"
                                 "sharing:\n"
                                 "  mps:\n"
                                 "    resources:\n"
@@ -94,7 +96,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> env = nvdp::mps::InheritedEnvironment();
   env.push_back("FAKE_NVML_NODE=" + node);
   const std::vector<std::string> common = {
-      "--config-file=" + config_path, "--nvml-library=" + bin + "/../lib/fake-nvml/libnvidia-ml.so.1",
+      "--config-file=" + config_path,
+      "--nvml-library=" + bin + "/../lib/fake-nvml/libnvidia-ml.so.1",
       "--mps-control-binary=" + bin + "/fake-mps-control", level};
 
   Print("nvdp demo: simulated node " + std::filesystem::path(node).filename().string() +

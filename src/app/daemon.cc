@@ -78,7 +78,8 @@ void BlockDaemonSignals() {
 
 int RunValidate(const config::FlagOverrides& command_line, const config::FlagOverrides& env) {
   const config::Report report = config::LoadConfigReport(command_line, env);
-  for (const auto& warning : report.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  for (const auto& warning : report.warnings)
+    std::fprintf(stderr, "warning: %s\n", warning.c_str());
   for (const auto& error : report.errors) std::fprintf(stderr, "error: %s\n", error.c_str());
   if (!report.ok()) {
     std::fprintf(stderr, "configuration is invalid (%zu error(s))\n", report.errors.size());
@@ -116,8 +117,7 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   if (auto status = (*nvml)->Init(); !status.ok()) {
     return init_failed("NVML init failed: " + std::string(status.message()));
   }
-  auto inventory =
-      device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
+  auto inventory = device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
   if (!inventory.ok()) {
     (*nvml)->Shutdown().IgnoreError();
     return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));

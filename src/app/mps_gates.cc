@@ -49,10 +49,9 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
 }
 
 void MpsGates::RunGate(const std::string& resource_name, Gate& gate) {
-  auto ready = mps::WaitUntilReady(*gate.probe, mps::RealClock(), {}, &gate.stop,
-                                   [&](const std::string& line) {
-                                     spdlog::info("{}: {}", resource_name, line);
-                                   });
+  auto ready = mps::WaitUntilReady(
+      *gate.probe, mps::RealClock(), {}, &gate.stop,
+      [&](const std::string& line) { spdlog::info("{}: {}", resource_name, line); });
   if (!ready.ok()) return;  // cancelled
   manager_.SetResourceReady(resource_name, true);
   mps::MonitorOptions monitor_options;
@@ -60,8 +59,7 @@ void MpsGates::RunGate(const std::string& resource_name, Gate& gate) {
   mps::DaemonMonitor monitor(*gate.probe, mps::RealClock(), monitor_options,
                              [&](bool healthy, const absl::Status& why) {
                                if (!healthy) {
-                                 spdlog::warn("{}: {}", resource_name,
-                                              std::string(why.message()));
+                                 spdlog::warn("{}: {}", resource_name, std::string(why.message()));
                                }
                                manager_.SetResourceReady(resource_name, healthy);
                              });

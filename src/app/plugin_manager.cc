@@ -297,9 +297,9 @@ void PluginManager::Work(const std::string& name) {
     ApplyHealth(it->second);
   }
 
-  auto status = kubelet::Register(
-      kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
-      std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)));
+  auto status =
+      kubelet::Register(kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)));
   if (!status.ok()) {
     schedule_retry(status, "registration");
     return;

@@ -67,11 +67,11 @@ class PluginManager {
   struct Entry {
     sharing::ResourceSpec spec;
     std::unique_ptr<plugin::DevicePluginServer> server;
-    bool gated = false;         // waits for SetResourceReady(true) before first serving
-    bool ready = false;         // the gate's latest answer
-    bool needs_serve = true;    // (re)create the server
+    bool gated = false;       // waits for SetResourceReady(true) before first serving
+    bool ready = false;       // the gate's latest answer
+    bool needs_serve = true;  // (re)create the server
     bool needs_register = true;
-    bool remove = false;        // stop and forget
+    bool remove = false;  // stop and forget
     absl::Time next_attempt = absl::InfinitePast();
     absl::Duration backoff;
   };

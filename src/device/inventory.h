@@ -41,6 +41,7 @@ std::string NvmlBusIdToSysfs(const std::string& nvml_bus_id);
 
 // Reads every GPU through `nvml` (which must be initialised) and its NUMA node from
 // `<sysfs_root>/bus/pci/devices/<bus>/numa_node` (missing file or negative value: unknown).
-absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const std::string& sysfs_root = "/sys");
+absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml,
+                                            const std::string& sysfs_root = "/sys");
 
 }  // namespace nvdp::device

@@ -60,9 +60,9 @@ absl::Status HealthMonitor::Start() {
     spdlog::info("health checks disabled (DP_DISABLE_HEALTHCHECKS)");
     return absl::OkStatus();
   }
-  if (auto status = nvml_.WatchEvents(gpu_uuids_, nvml::kEventXidCritical |
-                                                      nvml::kEventDoubleBitEcc |
-                                                      nvml::kEventSingleBitEcc);
+  if (auto status =
+          nvml_.WatchEvents(gpu_uuids_, nvml::kEventXidCritical | nvml::kEventDoubleBitEcc |
+                                            nvml::kEventSingleBitEcc);
       !status.ok()) {
     return status;
   }

@@ -14,8 +14,8 @@
 
 namespace nvdp::kubelet {
 namespace {
-constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF |
-                           IN_MOVE_SELF;
+constexpr uint32_t kMask =
+    IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF;
 // While the directory is missing, look for it again this often.
 constexpr int kMissingDirPollMs = 100;
 }  // namespace

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "config/loader.h"
 #include "device/inventory.h"
+#include "logging/logging.h"
 #include "mps/clock.h"
 #include "mps/process.h"
 #include "mps/shm.h"
@@ -30,7 +31,6 @@
 #include "mpsd/daemon_specs.h"
 #include "nvml/dl_nvml.h"
 #include "sharing/sharing.h"
-#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace {

@@ -123,18 +123,14 @@ class DlNvml final : public Nvml {
   DlNvml(const DlNvml&) = delete;
   DlNvml& operator=(const DlNvml&) = delete;
 
-  absl::Status Init() override {
-    return Check(api_.nvmlInit_v2(), "nvmlInit_v2");
-  }
+  absl::Status Init() override { return Check(api_.nvmlInit_v2(), "nvmlInit_v2"); }
 
-  absl::Status Shutdown() override {
-    return Check(api_.nvmlShutdown(), "nvmlShutdown");
-  }
+  absl::Status Shutdown() override { return Check(api_.nvmlShutdown(), "nvmlShutdown"); }
 
   absl::StatusOr<std::string> DriverVersion() override {
     char buf[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE] = {};
-    if (auto s = Check(api_.nvmlSystemGetDriverVersion(buf, sizeof(buf)),
-                       "nvmlSystemGetDriverVersion");
+    if (auto s =
+            Check(api_.nvmlSystemGetDriverVersion(buf, sizeof(buf)), "nvmlSystemGetDriverVersion");
         !s.ok()) {
       return s;
     }
@@ -143,9 +139,7 @@ class DlNvml final : public Nvml {
 
   absl::StatusOr<unsigned> GpuCount() override {
     unsigned count = 0;
-    if (auto s =
-            Check(api_.nvmlDeviceGetCount_v2(&count), "nvmlDeviceGetCount_v2");
-        !s.ok()) {
+    if (auto s = Check(api_.nvmlDeviceGetCount_v2(&count), "nvmlDeviceGetCount_v2"); !s.ok()) {
       return s;
     }
     return count;
@@ -172,8 +166,7 @@ class DlNvml final : public Nvml {
     absl::MutexLock lock(&events_mu_);
     FreeEventSetLocked();
     nvmlEventSet_t set = nullptr;
-    if (auto s = Check(api_.nvmlEventSetCreate(&set), "nvmlEventSetCreate");
-        !s.ok()) {
+    if (auto s = Check(api_.nvmlEventSetCreate(&set), "nvmlEventSetCreate"); !s.ok()) {
       return s;
     }
     event_set_ = set;
@@ -187,16 +180,13 @@ class DlNvml final : public Nvml {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::optional<Event>> WaitForEvent(
-      std::chrono::milliseconds timeout) override {
+  absl::StatusOr<std::optional<Event>> WaitForEvent(std::chrono::milliseconds timeout) override {
     absl::MutexLock lock(&events_mu_);
     if (event_set_ == nullptr) {
-      return absl::FailedPreconditionError(
-          "WaitForEvent: no event set (call WatchEvents first)");
+      return absl::FailedPreconditionError("WaitForEvent: no event set (call WatchEvents first)");
     }
     const auto ms = timeout.count() < 0 ? 0 : timeout.count();
-    const unsigned timeout_ms =
-        ms > 0xFFFFFFFFLL ? 0xFFFFFFFFu : static_cast<unsigned>(ms);
+    const unsigned timeout_ms = ms > 0xFFFFFFFFLL ? 0xFFFFFFFFu : static_cast<unsigned>(ms);
     nvmlEventData_t data{};
     nvmlReturn_t ret = api_.nvmlEventSetWait_v2(event_set_, &data, timeout_ms);
     if (ret == NVML_ERROR_TIMEOUT) return std::optional<Event>();
@@ -204,8 +194,7 @@ class DlNvml final : public Nvml {
 
     Event event;
     event.type = data.eventType;
-    event.xid =
-        data.eventType == nvmlEventTypeXidCriticalError ? data.eventData : 0;
+    event.xid = data.eventType == nvmlEventTypeXidCriticalError ? data.eventData : 0;
     auto uuid = UuidOf(data.device);
     if (!uuid.ok()) return uuid.status();
     event.gpu_uuid = *std::move(uuid);
@@ -215,14 +204,12 @@ class DlNvml final : public Nvml {
  private:
   // Turns an NVML return code into a status naming the call, e.g.
   // "nvmlDeviceGetHandleByUUID(GPU-...): Not Found (6)".
-  absl::Status Check(nvmlReturn_t ret, absl::string_view call,
-                     absl::string_view arg = "") const {
+  absl::Status Check(nvmlReturn_t ret, absl::string_view call, absl::string_view arg = "") const {
     if (ret == NVML_SUCCESS) return absl::OkStatus();
     const char* text = api_.nvmlErrorString(ret);
-    return absl::Status(CodeFor(ret),
-                        absl::StrCat(call, "(", arg, "): ",
-                                     text != nullptr ? text : "unknown error",
-                                     " (", static_cast<int>(ret), ")"));
+    return absl::Status(
+        CodeFor(ret), absl::StrCat(call, "(", arg, "): ", text != nullptr ? text : "unknown error",
+                                   " (", static_cast<int>(ret), ")"));
   }
 
   absl::StatusOr<nvmlDevice_t> HandleByUuid(const std::string& uuid) const {
@@ -237,31 +224,28 @@ class DlNvml final : public Nvml {
 
   absl::StatusOr<std::string> UuidOf(nvmlDevice_t device) const {
     char buf[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
-    if (auto s = Check(api_.nvmlDeviceGetUUID(device, buf, sizeof(buf)),
-                       "nvmlDeviceGetUUID");
+    if (auto s = Check(api_.nvmlDeviceGetUUID(device, buf, sizeof(buf)), "nvmlDeviceGetUUID");
         !s.ok()) {
       return s;
     }
     return std::string(buf);
   }
 
-  absl::StatusOr<uint64_t> TotalMemory(nvmlDevice_t device,
-                                       const std::string& label) const {
+  absl::StatusOr<uint64_t> TotalMemory(nvmlDevice_t device, const std::string& label) const {
     if (api_.nvmlDeviceGetMemoryInfo_v2 != nullptr) {
       nvmlMemory_v2_t mem{};
       mem.version = nvmlMemory_v2;
       nvmlReturn_t ret = api_.nvmlDeviceGetMemoryInfo_v2(device, &mem);
       if (ret == NVML_SUCCESS) return mem.total;
       // Drivers that export the symbol but reject it fall back to v1.
-      if (ret != NVML_ERROR_NOT_SUPPORTED &&
-          ret != NVML_ERROR_FUNCTION_NOT_FOUND &&
+      if (ret != NVML_ERROR_NOT_SUPPORTED && ret != NVML_ERROR_FUNCTION_NOT_FOUND &&
           ret != NVML_ERROR_ARGUMENT_VERSION_MISMATCH) {
         return Check(ret, "nvmlDeviceGetMemoryInfo_v2", label);
       }
     }
     nvmlMemory_t mem{};
-    if (auto s = Check(api_.nvmlDeviceGetMemoryInfo(device, &mem),
-                       "nvmlDeviceGetMemoryInfo", label);
+    if (auto s =
+            Check(api_.nvmlDeviceGetMemoryInfo(device, &mem), "nvmlDeviceGetMemoryInfo", label);
         !s.ok()) {
       return s;
     }
@@ -270,26 +254,22 @@ class DlNvml final : public Nvml {
 
   // Reads every property of one full GPU. `label` names the GPU in errors until
   // its UUID is known.
-  absl::StatusOr<GpuInfo> Describe(nvmlDevice_t device,
-                                   const std::string& label) const {
+  absl::StatusOr<GpuInfo> Describe(nvmlDevice_t device, const std::string& label) const {
     GpuInfo info;
     auto uuid = UuidOf(device);
     if (!uuid.ok()) {
-      return absl::Status(uuid.status().code(),
-                          absl::StrCat(label, ": ", uuid.status().message()));
+      return absl::Status(uuid.status().code(), absl::StrCat(label, ": ", uuid.status().message()));
     }
     info.uuid = *std::move(uuid);
     const std::string& id = info.uuid;
 
     char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE] = {};
-    if (auto s = Check(api_.nvmlDeviceGetName(device, name, sizeof(name)),
-                       "nvmlDeviceGetName", id);
+    if (auto s = Check(api_.nvmlDeviceGetName(device, name, sizeof(name)), "nvmlDeviceGetName", id);
         !s.ok()) {
       return s;
     }
     info.name = name;
-    if (auto s = Check(api_.nvmlDeviceGetIndex(device, &info.index),
-                       "nvmlDeviceGetIndex", id);
+    if (auto s = Check(api_.nvmlDeviceGetIndex(device, &info.index), "nvmlDeviceGetIndex", id);
         !s.ok()) {
       return s;
     }
@@ -301,20 +281,18 @@ class DlNvml final : public Nvml {
     auto memory = TotalMemory(device, id);
     if (!memory.ok()) return memory.status();
     info.memory_bytes = *memory;
-    if (auto s = Check(api_.nvmlDeviceGetCudaComputeCapability(
-                           device, &info.cc_major, &info.cc_minor),
-                       "nvmlDeviceGetCudaComputeCapability", id);
+    if (auto s =
+            Check(api_.nvmlDeviceGetCudaComputeCapability(device, &info.cc_major, &info.cc_minor),
+                  "nvmlDeviceGetCudaComputeCapability", id);
         !s.ok()) {
       return s;
     }
     nvmlPciInfo_t pci{};
-    if (auto s = Check(api_.nvmlDeviceGetPciInfo_v3(device, &pci),
-                       "nvmlDeviceGetPciInfo_v3", id);
+    if (auto s = Check(api_.nvmlDeviceGetPciInfo_v3(device, &pci), "nvmlDeviceGetPciInfo_v3", id);
         !s.ok()) {
       return s;
     }
-    info.pci_bus_id =
-        std::string(pci.busId, strnlen(pci.busId, sizeof(pci.busId)));
+    info.pci_bus_id = std::string(pci.busId, strnlen(pci.busId, sizeof(pci.busId)));
     info.pci_device_id = pci.pciDeviceId;
     return info;
   }
@@ -324,9 +302,8 @@ class DlNvml final : public Nvml {
     auto device = HandleByUuid(uuid);
     if (!device.ok()) return device.status();
     unsigned long long supported = 0;
-    if (auto s =
-            Check(api_.nvmlDeviceGetSupportedEventTypes(*device, &supported),
-                  "nvmlDeviceGetSupportedEventTypes", uuid);
+    if (auto s = Check(api_.nvmlDeviceGetSupportedEventTypes(*device, &supported),
+                       "nvmlDeviceGetSupportedEventTypes", uuid);
         !s.ok()) {
       return s;
     }
@@ -338,8 +315,7 @@ class DlNvml final : public Nvml {
           uuid, event_types, supported);
       return absl::OkStatus();
     }
-    nvmlReturn_t ret =
-        api_.nvmlDeviceRegisterEvents(*device, types, event_set_);
+    nvmlReturn_t ret = api_.nvmlDeviceRegisterEvents(*device, types, event_set_);
     if (ret == NVML_ERROR_NOT_SUPPORTED) {
       spdlog::warn("{}: event registration not supported; not watched", uuid);
       return absl::OkStatus();
@@ -376,16 +352,14 @@ std::vector<std::string> NvmlLibraryCandidates(const std::string& driver_root) {
   while (!root.empty() && root.back() == '/') root.pop_back();
 
   std::vector<std::string> candidates;
-  for (const char* dir : kDirs)
-    candidates.push_back(absl::StrCat(root, dir, "/", kSoname));
+  for (const char* dir : kDirs) candidates.push_back(absl::StrCat(root, dir, "/", kSoname));
   // The bare soname lets the dynamic loader search; only meaningful for the
   // host's own root.
   if (root.empty()) candidates.push_back(kSoname);
   return candidates;
 }
 
-absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(
-    const std::vector<std::string>& candidates) {
+absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(const std::vector<std::string>& candidates) {
   std::vector<std::string> failures;
   bool opened_any = false;
   for (const std::string& path : candidates) {
@@ -393,8 +367,7 @@ absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(
     void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
     if (handle == nullptr) {
       const char* err = dlerror();
-      failures.push_back(
-          absl::StrCat(path, ": ", err != nullptr ? err : "dlopen failed"));
+      failures.push_back(absl::StrCat(path, ": ", err != nullptr ? err : "dlopen failed"));
       continue;
     }
     opened_any = true;
@@ -408,24 +381,22 @@ absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(
   }
     NVDP_NVML_REQUIRED_SYMBOLS(NVDP_NVML_RESOLVE)
 #undef NVDP_NVML_RESOLVE
-#define NVDP_NVML_RESOLVE_OPTIONAL(name)                \
-  if (void* sym = dlsym(handle, #name); sym != nullptr) \
-    api.name = SymbolAs<name##_fn>(sym);
+#define NVDP_NVML_RESOLVE_OPTIONAL(name) \
+  if (void* sym = dlsym(handle, #name); sym != nullptr) api.name = SymbolAs<name##_fn>(sym);
     NVDP_NVML_OPTIONAL_SYMBOLS(NVDP_NVML_RESOLVE_OPTIONAL)
 #undef NVDP_NVML_RESOLVE_OPTIONAL
     if (!missing.empty()) {
-      failures.push_back(absl::StrCat(path, ": missing NVML symbol(s) ",
-                                      absl::StrJoin(missing, ", ")));
+      failures.push_back(
+          absl::StrCat(path, ": missing NVML symbol(s) ", absl::StrJoin(missing, ", ")));
       dlclose(handle);
       continue;
     }
     return std::unique_ptr<Nvml>(new DlNvml(handle, api));
   }
-  std::string message = absl::StrCat(
-      "cannot load NVML (libnvidia-ml.so.1); tried: ",
-      failures.empty() ? "no candidates" : absl::StrJoin(failures, "; "));
-  return opened_any ? absl::FailedPreconditionError(message)
-                    : absl::NotFoundError(message);
+  std::string message =
+      absl::StrCat("cannot load NVML (libnvidia-ml.so.1); tried: ",
+                   failures.empty() ? "no candidates" : absl::StrJoin(failures, "; "));
+  return opened_any ? absl::FailedPreconditionError(message) : absl::NotFoundError(message);
 }
 
 }  // namespace nvdp::nvml

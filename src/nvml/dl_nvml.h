@@ -36,7 +36,6 @@ class DlNvml;
 
 // Loads the first candidate that dlopens and has every required symbol. The
 // error names each path tried and why it failed.
-absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(
-    const std::vector<std::string>& candidates);
+absl::StatusOr<std::unique_ptr<Nvml>> LoadNvml(const std::vector<std::string>& candidates);
 
 }  // namespace nvdp::nvml

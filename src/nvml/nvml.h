@@ -2,8 +2,8 @@
 //
 // `Nvml` is the only door to the driver: discovery (GPUs, their properties) and health events.
 // The real implementation (`DlNvml`, dl_nvml.h) dlopens libnvidia-ml.so.1 and is the only code that
-// knows NVML's C ABI; tests use the same class against the fake library under tests/fakes/nvml, or a
-// hand-written fake of this interface.
+// knows NVML's C ABI; tests use the same class against the fake library under tests/fakes/nvml, or
+// a hand-written fake of this interface.
 //
 // Thread-safety: implementations must be safe to call from several threads at once (NVML is).
 #pragma once
@@ -21,22 +21,22 @@ namespace nvdp::nvml {
 
 // Properties of one full GPU as NVML reports them.
 struct GpuInfo {
-  std::string uuid;          // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-  unsigned index = 0;        // NVML index (nvmlDeviceGetHandleByIndex_v2)
-  unsigned minor = 0;        // /dev/nvidia<minor>
-  std::string name;          // "NVIDIA A100-SXM4-40GB"
-  uint64_t memory_bytes = 0; // total device memory
-  int cc_major = 0;          // CUDA compute capability
+  std::string uuid;           // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+  unsigned index = 0;         // NVML index (nvmlDeviceGetHandleByIndex_v2)
+  unsigned minor = 0;         // /dev/nvidia<minor>
+  std::string name;           // "NVIDIA A100-SXM4-40GB"
+  uint64_t memory_bytes = 0;  // total device memory
+  int cc_major = 0;           // CUDA compute capability
   int cc_minor = 0;
-  std::string pci_bus_id;    // NVML form: "00000000:07:00.0" (8-digit domain, upper-case hex)
+  std::string pci_bus_id;      // NVML form: "00000000:07:00.0" (8-digit domain, upper-case hex)
   uint32_t pci_device_id = 0;  // (deviceId << 16) | vendorId
 };
 
 // One health-relevant event (only Xid critical errors carry a code).
 struct Event {
   std::string gpu_uuid;
-  uint64_t type = 0;   // NVML event type bit (0x8 = Xid critical error)
-  uint64_t xid = 0;    // Xid number for Xid events, else 0
+  uint64_t type = 0;  // NVML event type bit (0x8 = Xid critical error)
+  uint64_t xid = 0;   // Xid number for Xid events, else 0
 };
 
 // Event type bits (NVML's values).
@@ -60,11 +60,11 @@ class Nvml {
   virtual absl::StatusOr<GpuInfo> GpuByUuid(const std::string& uuid) = 0;
 
   // Health events. Register the given event types (masked by what each GPU supports) for the listed
-  // GPUs, then wait. WaitForEvent returns nullopt on timeout; an error means the event set is broken.
+  // GPUs, then wait. WaitForEvent returns nullopt on timeout; an error means the event set is
+  // broken.
   virtual absl::Status WatchEvents(const std::vector<std::string>& gpu_uuids,
                                    uint64_t event_types) = 0;
-  virtual absl::StatusOr<std::optional<Event>> WaitForEvent(
-      std::chrono::milliseconds timeout) = 0;
+  virtual absl::StatusOr<std::optional<Event>> WaitForEvent(std::chrono::milliseconds timeout) = 0;
 };
 
 }  // namespace nvdp::nvml

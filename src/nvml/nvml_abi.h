@@ -66,8 +66,7 @@ typedef struct nvmlEventSet_st* nvmlEventSet_t;
 
 // nvmlDeviceGetPciInfo_v3.
 typedef struct nvmlPciInfo_st {
-  char
-      busIdLegacy[NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE];  // "%04X:%02X:%02X.0"
+  char busIdLegacy[NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE];  // "%04X:%02X:%02X.0"
   unsigned int domain;
   unsigned int bus;
   unsigned int device;
@@ -119,40 +118,29 @@ typedef nvmlReturn_t (*nvmlInit_v2_fn)(void);
 typedef nvmlReturn_t (*nvmlInitWithFlags_fn)(unsigned int flags);
 typedef nvmlReturn_t (*nvmlShutdown_fn)(void);
 typedef const char* (*nvmlErrorString_fn)(nvmlReturn_t result);
-typedef nvmlReturn_t (*nvmlSystemGetDriverVersion_fn)(char* version,
-                                                      unsigned int length);
-typedef nvmlReturn_t (*nvmlSystemGetNVMLVersion_fn)(char* version,
-                                                    unsigned int length);
+typedef nvmlReturn_t (*nvmlSystemGetDriverVersion_fn)(char* version, unsigned int length);
+typedef nvmlReturn_t (*nvmlSystemGetNVMLVersion_fn)(char* version, unsigned int length);
 typedef nvmlReturn_t (*nvmlSystemGetCudaDriverVersion_fn)(int* version);
 typedef nvmlReturn_t (*nvmlSystemGetCudaDriverVersion_v2_fn)(int* version);
 typedef nvmlReturn_t (*nvmlDeviceGetCount_v2_fn)(unsigned int* count);
-typedef nvmlReturn_t (*nvmlDeviceGetHandleByIndex_v2_fn)(unsigned int index,
-                                                         nvmlDevice_t* device);
-typedef nvmlReturn_t (*nvmlDeviceGetHandleByUUID_fn)(const char* uuid,
-                                                     nvmlDevice_t* device);
-typedef nvmlReturn_t (*nvmlDeviceGetUUID_fn)(nvmlDevice_t device, char* uuid,
-                                             unsigned int length);
-typedef nvmlReturn_t (*nvmlDeviceGetName_fn)(nvmlDevice_t device, char* name,
-                                             unsigned int length);
-typedef nvmlReturn_t (*nvmlDeviceGetIndex_fn)(nvmlDevice_t device,
-                                              unsigned int* index);
-typedef nvmlReturn_t (*nvmlDeviceGetMinorNumber_fn)(nvmlDevice_t device,
-                                                    unsigned int* minor);
-typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_fn)(nvmlDevice_t device,
-                                                   nvmlMemory_t* memory);
-typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_v2_fn)(nvmlDevice_t device,
-                                                      nvmlMemory_v2_t* memory);
-typedef nvmlReturn_t (*nvmlDeviceGetPciInfo_v3_fn)(nvmlDevice_t device,
-                                                   nvmlPciInfo_t* pci);
-typedef nvmlReturn_t (*nvmlDeviceGetCudaComputeCapability_fn)(
-    nvmlDevice_t device, int* major, int* minor);
+typedef nvmlReturn_t (*nvmlDeviceGetHandleByIndex_v2_fn)(unsigned int index, nvmlDevice_t* device);
+typedef nvmlReturn_t (*nvmlDeviceGetHandleByUUID_fn)(const char* uuid, nvmlDevice_t* device);
+typedef nvmlReturn_t (*nvmlDeviceGetUUID_fn)(nvmlDevice_t device, char* uuid, unsigned int length);
+typedef nvmlReturn_t (*nvmlDeviceGetName_fn)(nvmlDevice_t device, char* name, unsigned int length);
+typedef nvmlReturn_t (*nvmlDeviceGetIndex_fn)(nvmlDevice_t device, unsigned int* index);
+typedef nvmlReturn_t (*nvmlDeviceGetMinorNumber_fn)(nvmlDevice_t device, unsigned int* minor);
+typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_fn)(nvmlDevice_t device, nvmlMemory_t* memory);
+typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_v2_fn)(nvmlDevice_t device, nvmlMemory_v2_t* memory);
+typedef nvmlReturn_t (*nvmlDeviceGetPciInfo_v3_fn)(nvmlDevice_t device, nvmlPciInfo_t* pci);
+typedef nvmlReturn_t (*nvmlDeviceGetCudaComputeCapability_fn)(nvmlDevice_t device, int* major,
+                                                              int* minor);
 typedef nvmlReturn_t (*nvmlEventSetCreate_fn)(nvmlEventSet_t* set);
-typedef nvmlReturn_t (*nvmlDeviceRegisterEvents_fn)(
-    nvmlDevice_t device, unsigned long long eventTypes, nvmlEventSet_t set);
-typedef nvmlReturn_t (*nvmlDeviceGetSupportedEventTypes_fn)(
-    nvmlDevice_t device, unsigned long long* eventTypes);
-typedef nvmlReturn_t (*nvmlEventSetWait_v2_fn)(nvmlEventSet_t set,
-                                               nvmlEventData_t* data,
+typedef nvmlReturn_t (*nvmlDeviceRegisterEvents_fn)(nvmlDevice_t device,
+                                                    unsigned long long eventTypes,
+                                                    nvmlEventSet_t set);
+typedef nvmlReturn_t (*nvmlDeviceGetSupportedEventTypes_fn)(nvmlDevice_t device,
+                                                            unsigned long long* eventTypes);
+typedef nvmlReturn_t (*nvmlEventSetWait_v2_fn)(nvmlEventSet_t set, nvmlEventData_t* data,
                                                unsigned int timeoutms);
 typedef nvmlReturn_t (*nvmlEventSetFree_fn)(nvmlEventSet_t set);
 

@@ -68,8 +68,7 @@ v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::Resourc
         std::vector<std::string> names;
         for (const auto& id : ids) names.push_back(absl::StrCat(kCdiKind, "=", id));
         (*response.mutable_annotations())[absl::StrCat(options.plugin.cdi_annotation_prefix,
-                                                       "nvidia-device-plugin_",
-                                                       spec.ShortName())] =
+                                                       "nvidia-device-plugin_", spec.ShortName())] =
             absl::StrJoin(names, ",");
         break;
       }

@@ -15,9 +15,9 @@
 namespace nvdp::plugin {
 
 struct ResponseOptions {
-  config::PluginFlags plugin;            // strategies, passDeviceSpecs, CDI prefix
-  std::string dev_root = "/";            // host root of /dev/nvidia* (flags.nvidiaDevRoot)
-  std::optional<std::string> mps_root;   // host root of the MPS pipe/shm directories
+  config::PluginFlags plugin;           // strategies, passDeviceSpecs, CDI prefix
+  std::string dev_root = "/";           // host root of /dev/nvidia* (flags.nvidiaDevRoot)
+  std::optional<std::string> mps_root;  // host root of the MPS pipe/shm directories
 };
 
 // Environment variable and path names shared with the container runtime and upstream.

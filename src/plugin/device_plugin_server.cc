@@ -123,9 +123,9 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
  public:
   explicit Service(DevicePluginServer* owner) : owner_(owner) {}
 
-  grpc::ServerUnaryReactor* GetDevicePluginOptions(grpc::CallbackServerContext* context,
-                                                   const v1beta1::Empty*,
-                                                   v1beta1::DevicePluginOptions* response) override {
+  grpc::ServerUnaryReactor* GetDevicePluginOptions(
+      grpc::CallbackServerContext* context, const v1beta1::Empty*,
+      v1beta1::DevicePluginOptions* response) override {
     response->set_pre_start_required(false);
     response->set_get_preferred_allocation_available(true);
     return Done(context, grpc::Status::OK);
@@ -161,9 +161,9 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
                                      v1beta1::AllocateResponse* response) override {
     const auto& spec = owner_->spec_;
     if (request->container_requests().empty()) {
-      return Done(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                        absl::StrCat(spec.name,
-                                                     ": Allocate request names no containers")));
+      return Done(context,
+                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               absl::StrCat(spec.name, ": Allocate request names no containers")));
     }
     for (const auto& container : request->container_requests()) {
       auto ids = ToVector(container.devices_ids());
@@ -214,8 +214,8 @@ absl::Status DevicePluginServer::Start() {
                                                    " bytes, limit 107): ", socket_path_));
   }
   if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
-    return absl::InternalError(absl::StrCat("cannot remove stale socket ", socket_path_, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot remove stale socket ", socket_path_, ": ", std::strerror(errno)));
   }
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
@@ -258,8 +258,8 @@ void DevicePluginServer::Stop() {
 
 void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
   absl::MutexLock lock(&mu_);
-  bool changed = healthy ? unhealthy_gpus_.erase(gpu_uuid) > 0
-                         : unhealthy_gpus_.insert(gpu_uuid).second;
+  bool changed =
+      healthy ? unhealthy_gpus_.erase(gpu_uuid) > 0 : unhealthy_gpus_.insert(gpu_uuid).second;
   if (changed) NotifyWatchers();
 }
 

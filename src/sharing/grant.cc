@@ -30,8 +30,7 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
   const auto gpu_of = [&](int g) -> const device::Gpu& {
     return spec.gpus[static_cast<size_t>(g)];
   };
-  const bool proportional =
-      spec.memory_limit == config::MemoryLimit::kProportional;
+  const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
 
   Grant grant;
   MpsLimits limits;
@@ -47,26 +46,21 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
     }
     const device::Gpu& gpu = gpu_of(order.front());
     grant.gpus.push_back(gpu);
-    limits.active_thread_percentage =
-        static_cast<int>(std::max<int64_t>(1, 100 * k / n));
+    limits.active_thread_percentage = static_cast<int>(std::max<int64_t>(1, 100 * k / n));
     if (proportional) {
-      limits.pinned_mem_limit =
-          absl::StrCat("0=", internal::ShareMiB(gpu.memory_bytes, k, n), "M");
+      limits.pinned_mem_limit = absl::StrCat("0=", internal::ShareMiB(gpu.memory_bytes, k, n), "M");
     }
   } else if (k % n == 0) {
-    const bool whole = std::all_of(order.begin(), order.end(), [&](int g) {
-      return count[static_cast<size_t>(g)] == n;
-    });
+    const bool whole = std::all_of(order.begin(), order.end(),
+                                   [&](int g) { return count[static_cast<size_t>(g)] == n; });
     if (!whole) {
       std::vector<std::string> got;
       for (int g : order) {
-        got.push_back(absl::StrCat(count[static_cast<size_t>(g)], " of ",
-                                   gpu_of(g).uuid));
+        got.push_back(absl::StrCat(count[static_cast<size_t>(g)], " of ", gpu_of(g).uuid));
       }
       return absl::InvalidArgumentError(
-          absl::StrCat(spec.name, ": request for ", k, " shares must take ",
-                       k / n, " whole GPU(s) (all ", n,
-                       " shares of each); got ", internal::JoinAnd(got)));
+          absl::StrCat(spec.name, ": request for ", k, " shares must take ", k / n,
+                       " whole GPU(s) (all ", n, " shares of each); got ", internal::JoinAnd(got)));
     }
     std::sort(order.begin(), order.end(),
               [&](int a, int b) { return gpu_of(a).index < gpu_of(b).index; });
@@ -87,11 +81,10 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
 
 }  // namespace
 
-absl::StatusOr<Grant> GrantContainer(
-    const ResourceSpec& spec, const std::vector<std::string>& device_ids) {
+absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
+                                     const std::vector<std::string>& device_ids) {
   if (device_ids.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec.name, ": empty allocation request"));
+    return absl::InvalidArgumentError(absl::StrCat(spec.name, ": empty allocation request"));
   }
   const bool shared = spec.mode != Mode::kExclusive;
   if (shared && spec.fail_requests_greater_than_one && device_ids.size() > 1) {
@@ -118,9 +111,8 @@ absl::StatusOr<Grant> GrantContainer(
   std::vector<Slot> distinct;
   distinct.reserve(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
-    char& mark =
-        seen[static_cast<size_t>(slots[i].gpu) * static_cast<size_t>(per_gpu) +
-             static_cast<size_t>(slots[i].replica)];
+    char& mark = seen[static_cast<size_t>(slots[i].gpu) * static_cast<size_t>(per_gpu) +
+                      static_cast<size_t>(slots[i].replica)];
     if (mark == 0) {
       distinct.push_back(slots[i]);
       mark = 1;
@@ -137,8 +129,7 @@ absl::StatusOr<Grant> GrantContainer(
     std::vector<char> granted(spec.gpus.size(), 0);
     for (Slot s : distinct) {
       char& done = granted[static_cast<size_t>(s.gpu)];
-      if (done == 0)
-        grant.gpus.push_back(spec.gpus[static_cast<size_t>(s.gpu)]);
+      if (done == 0) grant.gpus.push_back(spec.gpus[static_cast<size_t>(s.gpu)]);
       done = 1;
     }
     return grant;
@@ -146,13 +137,12 @@ absl::StatusOr<Grant> GrantContainer(
 
   // Exclusive and per-container MPS: every ID names a distinct device or share.
   if (!duplicates.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        spec.name, ": duplicate device IDs: ", internal::QuoteAll(duplicates)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.name, ": duplicate device IDs: ", internal::QuoteAll(duplicates)));
   }
   if (!shared) {
     Grant grant;
-    for (Slot s : slots)
-      grant.gpus.push_back(spec.gpus[static_cast<size_t>(s.gpu)]);
+    for (Slot s : slots) grant.gpus.push_back(spec.gpus[static_cast<size_t>(s.gpu)]);
     return grant;
   }
   return PerContainerMpsGrant(spec, slots);

@@ -23,8 +23,8 @@ namespace nvdp::sharing::internal {
 // UUID, a ':' that does not start "::", a suffix that is not a canonical
 // non-negative decimal (digits only, no sign, no leading zero, at most 9
 // digits) and, with `check_uuid`, a UUID with blanks or control characters.
-bool SplitDeviceId(std::string_view id, std::string_view* uuid,
-                   std::optional<int>* replica, bool check_uuid);
+bool SplitDeviceId(std::string_view id, std::string_view* uuid, std::optional<int>* replica,
+                   bool check_uuid);
 
 // A device ID resolved against a resource: the position of its GPU in spec.gpus
 // and its share (0 for the bare-UUID IDs of exclusive resources).
@@ -50,8 +50,7 @@ inline bool PerContainerMps(const ResourceSpec& spec) {
 // together, so it remembers the last GPU matched.
 class Resolver {
  public:
-  explicit Resolver(const ResourceSpec& spec)
-      : spec_(spec), slots_(SlotsPerGpu(spec)) {}
+  explicit Resolver(const ResourceSpec& spec) : spec_(spec), slots_(SlotsPerGpu(spec)) {}
   // nullopt when `id` is malformed or not advertised by the resource.
   std::optional<Slot> Resolve(std::string_view id);
 
@@ -67,8 +66,7 @@ std::string JoinAnd(const std::vector<std::string>& items);
 std::string QuoteAll(const std::vector<std::string>& ids);
 
 // InvalidArgument "<resource>: unknown device IDs: \"x\", \"y\"".
-absl::Status UnknownIdsError(const ResourceSpec& spec,
-                             const std::vector<std::string>& ids);
+absl::Status UnknownIdsError(const ResourceSpec& spec, const std::vector<std::string>& ids);
 // InvalidArgument "<resource>: maximum request size for shared resources is 1;
 // found N" (upstream).
 absl::Status TooManyError(const ResourceSpec& spec, size_t found);

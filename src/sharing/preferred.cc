@@ -39,8 +39,7 @@ struct Request {
   size_t total_free = 0;
 
   size_t At(int gpu, int replica) const {
-    return static_cast<size_t>(gpu) * static_cast<size_t>(slots) +
-           static_cast<size_t>(replica);
+    return static_cast<size_t>(gpu) * static_cast<size_t>(slots) + static_cast<size_t>(replica);
   }
   // Free and not already required: a share the pick may add.
   bool Candidate(int gpu, int replica) const {
@@ -49,12 +48,12 @@ struct Request {
   }
 };
 
-absl::StatusOr<Request> ReadRequest(
-    const ResourceSpec& spec, const std::vector<std::string>& available,
-    const std::vector<std::string>& must_include, int size) {
+absl::StatusOr<Request> ReadRequest(const ResourceSpec& spec,
+                                    const std::vector<std::string>& available,
+                                    const std::vector<std::string>& must_include, int size) {
   if (size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        spec.name, ": allocation size must be positive; got ", size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.name, ": allocation size must be positive; got ", size));
   }
   Request req;
   req.slots = internal::SlotsPerGpu(spec);
@@ -101,8 +100,8 @@ absl::StatusOr<Request> ReadRequest(
   if (!unknown.empty()) return internal::UnknownIdsError(spec, unknown);
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        spec.name, ": required device IDs are not among the available ones: ",
-        internal::QuoteAll(missing)));
+        spec.name,
+        ": required device IDs are not among the available ones: ", internal::QuoteAll(missing)));
   }
   if (req.must_slots.size() > static_cast<size_t>(size)) {
     return absl::InvalidArgumentError(
@@ -110,9 +109,8 @@ absl::StatusOr<Request> ReadRequest(
                      " required device IDs exceed the allocation size ", size));
   }
   if (static_cast<size_t>(size) > req.total_free) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(spec.name, ": cannot pick ", size, " of ", req.total_free,
-                     " available devices"));
+    return absl::ResourceExhaustedError(absl::StrCat(spec.name, ": cannot pick ", size, " of ",
+                                                     req.total_free, " available devices"));
   }
   return req;
 }
@@ -131,9 +129,7 @@ std::vector<int> PickGpus(const ResourceSpec& spec, std::vector<int> candidates,
   if (count == 0) return {};
   std::sort(candidates.begin(), candidates.end(),
             [&](int a, int b) { return IndexOf(spec, a) < IndexOf(spec, b); });
-  auto numa_of = [&](int g) {
-    return spec.gpus[static_cast<size_t>(g)].numa_node;
-  };
+  auto numa_of = [&](int g) { return spec.gpus[static_cast<size_t>(g)].numa_node; };
 
   std::optional<int> node;
   for (int a : anchors) {
@@ -180,8 +176,8 @@ std::vector<std::string> MustIds(const ResourceSpec& spec, const Request& req) {
 
 // Appends every share of `gpu` that is free and not already required, lowest
 // first, up to `size`.
-void AppendFreeShares(const ResourceSpec& spec, const Request& req, int gpu,
-                      size_t size, std::vector<std::string>* out) {
+void AppendFreeShares(const ResourceSpec& spec, const Request& req, int gpu, size_t size,
+                      std::vector<std::string>* out) {
   for (int r = 0; r < req.slots && out->size() < size; ++r) {
     if (req.Candidate(gpu, r)) {
       out->push_back(internal::IdOf(spec, Slot{gpu, r}));
@@ -189,8 +185,8 @@ void AppendFreeShares(const ResourceSpec& spec, const Request& req, int gpu,
   }
 }
 
-absl::StatusOr<std::vector<std::string>> PerContainerMps(
-    const ResourceSpec& spec, const Request& req, int size) {
+absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spec,
+                                                         const Request& req, int size) {
   const int64_t k = size;
   const int64_t n = spec.replicas;
   auto uuid_of = [&](int g) -> const std::string& {
@@ -201,10 +197,10 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(
     if (req.must_gpus.size() > 1) {
       std::vector<std::string> names;
       for (int g : req.must_gpus) names.push_back(uuid_of(g));
-      return absl::InvalidArgumentError(absl::StrCat(
-          spec.name, ": a request for ", k,
-          " shares must come from one GPU, but the required shares are on ",
-          internal::JoinAnd(names)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(spec.name, ": a request for ", k,
+                       " shares must come from one GPU, but the required shares are on ",
+                       internal::JoinAnd(names)));
     }
     int best = -1;
     int most = 0;
@@ -221,15 +217,13 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(
     }
     if (best < 0) {
       if (!req.must_gpus.empty()) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat(spec.name, ": no single GPU has ", k,
-                         " free shares including the required ones; ",
-                         uuid_of(req.must_gpus.front()),
-                         ", which holds them, has ", most, " free"));
+        return absl::ResourceExhaustedError(absl::StrCat(
+            spec.name, ": no single GPU has ", k, " free shares including the required ones; ",
+            uuid_of(req.must_gpus.front()), ", which holds them, has ", most, " free"));
       }
-      return absl::ResourceExhaustedError(
-          absl::StrCat(spec.name, ": no single GPU has ", k,
-                       " free shares; the most free on one GPU is ", most));
+      return absl::ResourceExhaustedError(absl::StrCat(spec.name, ": no single GPU has ", k,
+                                                       " free shares; the most free on one GPU is ",
+                                                       most));
     }
     std::vector<std::string> out = MustIds(spec, req);
     AppendFreeShares(spec, req, best, static_cast<size_t>(k), &out);
@@ -242,16 +236,14 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(
     if (req.free_count[static_cast<size_t>(g)] != n) {
       return absl::ResourceExhaustedError(absl::StrCat(
           spec.name, ": a request for ", k, " shares takes ", m,
-          " whole GPU(s), but required shares are on ", uuid_of(g),
-          ", which has only ", req.free_count[static_cast<size_t>(g)],
-          " of its ", n, " shares free"));
+          " whole GPU(s), but required shares are on ", uuid_of(g), ", which has only ",
+          req.free_count[static_cast<size_t>(g)], " of its ", n, " shares free"));
     }
   }
   if (req.must_gpus.size() > m) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec.name, ": a request for ", k, " shares takes ", m,
-                     " whole GPU(s), but the required shares are on ",
-                     req.must_gpus.size(), " GPUs"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.name, ": a request for ", k, " shares takes ", m,
+        " whole GPU(s), but the required shares are on ", req.must_gpus.size(), " GPUs"));
   }
   std::vector<int> whole;
   for (int g = 0; g < static_cast<int>(spec.gpus.size()); ++g) {
@@ -266,10 +258,9 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(
     std::string have = "none is";
     if (free_gpus == 1) have = "only 1 is";
     if (free_gpus > 1) have = absl::StrCat("only ", free_gpus, " are");
-    return absl::ResourceExhaustedError(
-        absl::StrCat(spec.name, ": a request for ", k, " shares needs ", m,
-                     " completely free GPU(s) (", n, " free shares each); ",
-                     have, " completely free"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        spec.name, ": a request for ", k, " shares needs ", m, " completely free GPU(s) (", n,
+        " free shares each); ", have, " completely free"));
   }
   std::vector<int> picked = req.must_gpus;
   for (int g : PickGpus(spec, whole, req.must_gpus, need)) picked.push_back(g);
@@ -285,8 +276,7 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(
 // fewest (distributed) or most (packed) shares in use, counting required shares
 // and earlier picks as in use; ties to the lowest GPU index, and the lowest
 // free share of that GPU.
-std::vector<std::string> Greedy(const ResourceSpec& spec, const Request& req,
-                                int size) {
+std::vector<std::string> Greedy(const ResourceSpec& spec, const Request& req, int size) {
   const size_t gpus = spec.gpus.size();
   std::vector<int> left(gpus), used(gpus), cursor(gpus, 0);
   for (size_t g = 0; g < gpus; ++g) {
@@ -306,9 +296,7 @@ std::vector<std::string> Greedy(const ResourceSpec& spec, const Request& req,
       }
       const auto ub = static_cast<size_t>(best);
       const bool better = packed ? used[ug] > used[ub] : used[ug] < used[ub];
-      if (better ||
-          (used[ug] == used[ub] && IndexOf(spec, g) < IndexOf(spec, best)))
-        best = g;
+      if (better || (used[ug] == used[ub] && IndexOf(spec, g) < IndexOf(spec, best))) best = g;
     }
     if (best < 0) break;  // unreachable: size <= total free was checked
     const auto ub = static_cast<size_t>(best);
@@ -324,12 +312,10 @@ std::vector<std::string> Greedy(const ResourceSpec& spec, const Request& req,
   return out;
 }
 
-std::vector<std::string> Exclusive(const ResourceSpec& spec, const Request& req,
-                                   int size) {
+std::vector<std::string> Exclusive(const ResourceSpec& spec, const Request& req, int size) {
   std::vector<int> candidates;
   for (int g = 0; g < static_cast<int>(spec.gpus.size()); ++g) {
-    if (req.free_count[static_cast<size_t>(g)] > 0 &&
-        req.must_count[static_cast<size_t>(g)] == 0) {
+    if (req.free_count[static_cast<size_t>(g)] > 0 && req.must_count[static_cast<size_t>(g)] == 0) {
       candidates.push_back(g);
     }
   }
@@ -348,13 +334,11 @@ absl::StatusOr<std::vector<std::string>> PreferredAllocation(
     const std::vector<std::string>& must_include, int allocation_size) {
   auto req = ReadRequest(spec, available, must_include, allocation_size);
   if (!req.ok()) return req.status();
-  if (spec.mode == Mode::kExclusive)
-    return Exclusive(spec, *req, allocation_size);
+  if (spec.mode == Mode::kExclusive) return Exclusive(spec, *req, allocation_size);
   if (spec.fail_requests_greater_than_one && allocation_size > 1) {
     return internal::TooManyError(spec, static_cast<size_t>(allocation_size));
   }
-  if (internal::PerContainerMps(spec))
-    return PerContainerMps(spec, *req, allocation_size);
+  if (internal::PerContainerMps(spec)) return PerContainerMps(spec, *req, allocation_size);
   return Greedy(spec, *req, allocation_size);
 }
 

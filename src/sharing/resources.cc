@@ -42,8 +42,7 @@ bool WildcardMatch(std::string_view pattern, std::string_view name) {
   const size_t last = pattern.rfind('*');
   const std::string_view head = pattern.substr(0, first);
   const std::string_view tail = pattern.substr(last + 1);
-  if (name.size() < head.size() + tail.size() || !name.starts_with(head) ||
-      !name.ends_with(tail)) {
+  if (name.size() < head.size() + tail.size() || !name.starts_with(head) || !name.ends_with(tail)) {
     return false;
   }
   // The literal runs between the first and last '*', leftmost match each.
@@ -93,13 +92,12 @@ struct Kind {
   bool SameAs(const Kind& o) const {
     return mode == o.mode && replicas == o.replicas &&
            fail_requests_greater_than_one == o.fail_requests_greater_than_one &&
-           per_container_limits == o.per_container_limits &&
-           memory_limit == o.memory_limit && policy == o.policy;
+           per_container_limits == o.per_container_limits && memory_limit == o.memory_limit &&
+           policy == o.policy;
   }
   std::string Summary() const {
     if (mode == Mode::kExclusive) return "unshared";
-    return absl::StrCat(std::string(ModeName(mode)), " with ", replicas,
-                        " replicas");
+    return absl::StrCat(std::string(ModeName(mode)), " with ", replicas, " replicas");
   }
 };
 
@@ -114,36 +112,34 @@ struct Placement {
   std::string claimed_by;
 };
 
-absl::StatusOr<std::vector<size_t>> SelectDevices(
-    const config::DeviceSelector& devices,
-    const std::vector<size_t>& of_resource, const device::Inventory& inventory,
-    const std::string& resource, const std::string& where) {
+absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& devices,
+                                                  const std::vector<size_t>& of_resource,
+                                                  const device::Inventory& inventory,
+                                                  const std::string& resource,
+                                                  const std::string& where) {
   using K = config::DeviceSelector::Kind;
   switch (devices.kind) {
     case K::kAll:
       return of_resource;
     case K::kCount:
       if (devices.count <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ".devices: a device count must be positive; got ",
-            devices.count));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".devices: a device count must be positive; got ", devices.count));
       }
       if (static_cast<size_t>(devices.count) > of_resource.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ".devices: asks for the first ", devices.count, " GPUs of ",
-            resource, ", but this node has ", of_resource.size()));
+        return absl::InvalidArgumentError(absl::StrCat(where, ".devices: asks for the first ",
+                                                       devices.count, " GPUs of ", resource,
+                                                       ", but this node has ", of_resource.size()));
       }
-      return std::vector<size_t>(of_resource.begin(),
-                                 of_resource.begin() + devices.count);
+      return std::vector<size_t>(of_resource.begin(), of_resource.begin() + devices.count);
     case K::kList:
       break;
   }
   std::vector<size_t> out;
   std::vector<std::string> missing, foreign, mig;
   for (const std::string& id : devices.ids) {
-    const bool is_index =
-        !id.empty() && std::all_of(id.begin(), id.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
+    const bool is_index = !id.empty() && std::all_of(id.begin(), id.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
     if (!is_index && id.find(':') != std::string::npos) {
       mig.push_back(id);
       continue;
@@ -158,37 +154,34 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(
     }
     if (!found) {
       missing.push_back(id);
-    } else if (std::find(of_resource.begin(), of_resource.end(), *found) ==
-               of_resource.end()) {
+    } else if (std::find(of_resource.begin(), of_resource.end(), *found) == of_resource.end()) {
       foreign.push_back(id);
     } else if (std::find(out.begin(), out.end(), *found) == out.end()) {
       out.push_back(*found);
     }
   }
   if (!missing.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ".devices: no GPU on this node has ",
-        missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
-        internal::QuoteAll(missing)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".devices: no GPU on this node has ",
+                     missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
+                     internal::QuoteAll(missing)));
   }
   if (!foreign.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ".devices: ", internal::QuoteAll(foreign),
-        foreign.size() == 1 ? " is not a GPU of " : " are not GPUs of ",
-        resource));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),
+                     foreign.size() == 1 ? " is not a GPU of " : " are not GPUs of ", resource));
   }
   if (!mig.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".devices: MIG devices (", internal::QuoteAll(mig),
-                     ") cannot be shared: MIG is not supported"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".devices: MIG devices (",
+                                                   internal::QuoteAll(mig),
+                                                   ") cannot be shared: MIG is not supported"));
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
 absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
-                          const std::string& section,
-                          const device::Inventory& inventory,
+                          const std::string& section, const device::Inventory& inventory,
                           std::vector<Placement>& placements) {
   for (size_t e = 0; e < sharing.resources.size(); ++e) {
     const config::ReplicatedResource& entry = sharing.resources[e];
@@ -196,16 +189,14 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
     const std::string base = ShortForm(entry.name);
     std::vector<size_t> of_resource;
     for (size_t i = 0; i < placements.size(); ++i) {
-      if (!placements[i].base.empty() && placements[i].base == base)
-        of_resource.push_back(i);
+      if (!placements[i].base.empty() && placements[i].base == base) of_resource.push_back(i);
     }
     if (of_resource.empty()) continue;
     if (entry.replicas < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ".replicas: must be at least 1; got ", entry.replicas));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".replicas: must be at least 1; got ", entry.replicas));
     }
-    auto selected = SelectDevices(entry.devices, of_resource, inventory,
-                                  FullName(base), where);
+    auto selected = SelectDevices(entry.devices, of_resource, inventory, FullName(base), where);
     if (!selected.ok()) return selected.status();
 
     std::string target = base;
@@ -220,9 +211,8 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
     for (size_t i : *selected) {
       Placement& p = placements[i];
       if (!p.claimed_by.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(p.claimed_by, " and ", where, " both share ",
-                         Describe(inventory.gpus[i])));
+        return absl::InvalidArgumentError(absl::StrCat(p.claimed_by, " and ", where, " both share ",
+                                                       Describe(inventory.gpus[i])));
       }
       p.claimed_by = where;
       p.name = FullName(target);
@@ -234,12 +224,10 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
 
 }  // namespace
 
-absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
-    const config::Config& config, const device::Inventory& inventory) {
-  static const std::vector<config::ResourcePattern> kDefaultPatterns = {
-      {"*", "gpu"}};
-  const auto& patterns =
-      config.resources.gpus.empty() ? kDefaultPatterns : config.resources.gpus;
+absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
+                                                         const device::Inventory& inventory) {
+  static const std::vector<config::ResourcePattern> kDefaultPatterns = {{"*", "gpu"}};
+  const auto& patterns = config.resources.gpus.empty() ? kDefaultPatterns : config.resources.gpus;
 
   std::vector<Placement> placements(inventory.gpus.size());
   for (size_t i = 0; i < inventory.gpus.size(); ++i) {
@@ -254,15 +242,14 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
   }
 
   const config::Sharing& sharing = config.sharing;
-  const config::AllocationPolicy policy =
-      config.flags.plugin.shared_devices_allocation_policy;
+  const config::AllocationPolicy policy = config.flags.plugin.shared_devices_allocation_policy;
   Kind time_slicing;
   time_slicing.mode = Mode::kTimeSlicing;
   time_slicing.fail_requests_greater_than_one =
       sharing.time_slicing.fail_requests_greater_than_one.value_or(false);
   time_slicing.policy = policy;
-  if (auto s = ApplySharing(sharing.time_slicing, time_slicing,
-                            "sharing.timeSlicing", inventory, placements);
+  if (auto s = ApplySharing(sharing.time_slicing, time_slicing, "sharing.timeSlicing", inventory,
+                            placements);
       !s.ok()) {
     return s;
   }
@@ -273,13 +260,10 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
   // where requests of several shares are the point. An explicit value is
   // honoured in both.
   mps.fail_requests_greater_than_one =
-      sharing.mps.fail_requests_greater_than_one.value_or(
-          !sharing.mps.per_container_limits);
+      sharing.mps.fail_requests_greater_than_one.value_or(!sharing.mps.per_container_limits);
   mps.memory_limit = sharing.mps.memory_limit;
   mps.policy = policy;
-  if (auto s =
-          ApplySharing(sharing.mps, mps, "sharing.mps", inventory, placements);
-      !s.ok()) {
+  if (auto s = ApplySharing(sharing.mps, mps, "sharing.mps", inventory, placements); !s.ok()) {
     return s;
   }
 
@@ -288,8 +272,7 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
   for (size_t i = 0; i < placements.size(); ++i) {
     const Placement& p = placements[i];
     if (p.base.empty()) continue;
-    auto [it, inserted] =
-        by_name.try_emplace(p.name, p.kind, std::vector<device::Gpu>{});
+    auto [it, inserted] = by_name.try_emplace(p.name, p.kind, std::vector<device::Gpu>{});
     const Kind& have = it->second.first;
     if (!inserted && !have.SameAs(p.kind)) {
       std::string hint;
@@ -300,9 +283,8 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
             "rename or renameByDefault";
       }
       return absl::InvalidArgumentError(absl::StrCat(
-          "resource ", p.name, " would be both ", have.Summary(), " (",
-          have.origin, ") and ", p.kind.Summary(), " (", p.kind.origin, ", ",
-          Describe(inventory.gpus[i]), ")", hint));
+          "resource ", p.name, " would be both ", have.Summary(), " (", have.origin, ") and ",
+          p.kind.Summary(), " (", p.kind.origin, ", ", Describe(inventory.gpus[i]), ")", hint));
     }
     it->second.second.push_back(inventory.gpus[i]);
   }
@@ -311,9 +293,7 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
   for (auto& [name, entry] : by_name) {
     auto& [kind, gpus] = entry;
     std::stable_sort(gpus.begin(), gpus.end(),
-                     [](const device::Gpu& a, const device::Gpu& b) {
-                       return a.index < b.index;
-                     });
+                     [](const device::Gpu& a, const device::Gpu& b) { return a.index < b.index; });
     ResourceSpec spec;
     spec.name = name;
     spec.mode = kind.mode;

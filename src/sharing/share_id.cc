@@ -26,8 +26,7 @@ std::string_view ModeName(Mode mode) {
 
 std::string ResourceSpec::ShortName() const {
   std::string_view prefix = config::kResourcePrefix;
-  return std::string_view(name).starts_with(prefix) ? name.substr(prefix.size())
-                                                    : name;
+  return std::string_view(name).starts_with(prefix) ? name.substr(prefix.size()) : name;
 }
 
 std::string FormatShareId(const std::string& gpu_uuid, int replica) {
@@ -38,16 +37,14 @@ absl::StatusOr<ShareId> ParseShareId(const std::string& id) {
   std::string_view uuid;
   std::optional<int> replica;
   if (!internal::SplitDeviceId(id, &uuid, &replica, /*check_uuid=*/true)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed device ID \"", id, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("malformed device ID \"", id, "\""));
   }
   return ShareId{std::string(uuid), replica};
 }
 
 std::vector<AdvertisedDevice> AdvertisedDevices(const ResourceSpec& spec) {
   std::vector<AdvertisedDevice> out;
-  out.reserve(spec.gpus.size() *
-              static_cast<size_t>(internal::SlotsPerGpu(spec)));
+  out.reserve(spec.gpus.size() * static_cast<size_t>(internal::SlotsPerGpu(spec)));
   for (const auto& gpu : spec.gpus) {
     if (spec.mode == Mode::kExclusive) {
       out.push_back({gpu.uuid, gpu.uuid, gpu.numa_node});
@@ -62,8 +59,8 @@ std::vector<AdvertisedDevice> AdvertisedDevices(const ResourceSpec& spec) {
 
 namespace internal {
 
-bool SplitDeviceId(std::string_view id, std::string_view* uuid,
-                   std::optional<int>* replica, bool check_uuid) {
+bool SplitDeviceId(std::string_view id, std::string_view* uuid, std::optional<int>* replica,
+                   bool check_uuid) {
   // The UUID runs up to the first ':', which must start "::".
   const size_t pos = id.find(':');
   if (pos == 0 || id.empty()) return false;
@@ -80,8 +77,7 @@ bool SplitDeviceId(std::string_view id, std::string_view* uuid,
   }
   if (pos + 1 >= id.size() || id[pos + 1] != ':') return false;
   const std::string_view digits = id.substr(pos + 2);
-  if (digits.empty() || digits.size() > 9 ||
-      (digits.size() > 1 && digits[0] == '0')) {
+  if (digits.empty() || digits.size() > 9 || (digits.size() > 1 && digits[0] == '0')) {
     return false;
   }
   int value = 0;
@@ -99,8 +95,7 @@ int SlotsPerGpu(const ResourceSpec& spec) {
 
 std::string IdOf(const ResourceSpec& spec, Slot slot) {
   const std::string& uuid = spec.gpus[static_cast<size_t>(slot.gpu)].uuid;
-  return spec.mode == Mode::kExclusive ? uuid
-                                       : FormatShareId(uuid, slot.replica);
+  return spec.mode == Mode::kExclusive ? uuid : FormatShareId(uuid, slot.replica);
 }
 
 std::optional<Slot> Resolver::Resolve(std::string_view id) {
@@ -121,8 +116,7 @@ std::optional<Slot> Resolver::Resolve(std::string_view id) {
     const size_t i = (hint_ + step) % count;
     const std::string& candidate = spec_.gpus[i].uuid;
     // The last character rules most mismatches out without a full compare.
-    if (candidate.size() == uuid.size() && candidate.back() == uuid.back() &&
-        candidate == uuid) {
+    if (candidate.size() == uuid.size() && candidate.back() == uuid.back() && candidate == uuid) {
       hint_ = i;
       return Slot{static_cast<int>(i), replica.value_or(0)};
     }
@@ -132,8 +126,7 @@ std::optional<Slot> Resolver::Resolve(std::string_view id) {
 
 std::string JoinAnd(const std::vector<std::string>& items) {
   if (items.size() <= 1) return items.empty() ? std::string() : items.front();
-  return absl::StrCat(absl::StrJoin(items.begin(), items.end() - 1, ", "),
-                      " and ", items.back());
+  return absl::StrCat(absl::StrJoin(items.begin(), items.end() - 1, ", "), " and ", items.back());
 }
 
 std::string QuoteAll(const std::vector<std::string>& ids) {
@@ -142,27 +135,23 @@ std::string QuoteAll(const std::vector<std::string>& ids) {
   });
 }
 
-absl::Status UnknownIdsError(const ResourceSpec& spec,
-                             const std::vector<std::string>& ids) {
+absl::Status UnknownIdsError(const ResourceSpec& spec, const std::vector<std::string>& ids) {
   return absl::InvalidArgumentError(
       absl::StrCat(spec.name, ": unknown device IDs: ", QuoteAll(ids)));
 }
 
 absl::Status TooManyError(const ResourceSpec& spec, size_t found) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      spec.name, ": maximum request size for shared resources is 1; found ",
-      found));
+  return absl::InvalidArgumentError(
+      absl::StrCat(spec.name, ": maximum request size for shared resources is 1; found ", found));
 }
 
 absl::Status UnevenRequestError(const ResourceSpec& spec, int64_t k) {
   const int64_t n = spec.replicas;
   const int64_t lower = k / n * n;
   return absl::InvalidArgumentError(
-      absl::StrCat(spec.name, ": request for ", k,
-                   " shares cannot be satisfied: shares are ", n,
-                   " per GPU, so a request must be below ", n,
-                   " (one GPU) or a multiple of ", n, " (whole GPUs); ask for ",
-                   lower, " or ", lower + n));
+      absl::StrCat(spec.name, ": request for ", k, " shares cannot be satisfied: shares are ", n,
+                   " per GPU, so a request must be below ", n, " (one GPU) or a multiple of ", n,
+                   " (whole GPUs); ask for ", lower, " or ", lower + n));
 }
 
 uint64_t ShareMiB(uint64_t total_bytes, int64_t k, int64_t n) {

@@ -102,15 +102,15 @@ struct Grant {
 // Allocate for one container: validates the IDs against the resource and the
 // allocation rules (never trusting that kubelet followed PreferredAllocation)
 // and returns the grant.
-absl::StatusOr<Grant> GrantContainer(
-    const ResourceSpec& spec, const std::vector<std::string>& device_ids);
+absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
+                                     const std::vector<std::string>& device_ids);
 
 // Builds every resource this node advertises from the config and the
 // inventory: unshared GPUs under their `resources.gpus` names, shared ones
 // under their (re)names. Only resources with at least one GPU are returned,
 // sorted by name. Errors for configs that cannot be applied to this inventory
 // (e.g. `devices` naming a GPU that does not exist).
-absl::StatusOr<std::vector<ResourceSpec>> BuildResources(
-    const config::Config& config, const device::Inventory& inventory);
+absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
+                                                         const device::Inventory& inventory);
 
 }  // namespace nvdp::sharing

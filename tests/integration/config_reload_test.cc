@@ -23,8 +23,11 @@ std::string TimeSlicing(int replicas, const std::string& devices = "[0, 1]") {
          "    resources:\n"
          "    - name: gpu\n"
          "      rename: gpu.shared\n"
-         "      devices: " + devices + "\n"
-         "      replicas: " + std::to_string(replicas) + "\n";
+         "      devices: " +
+         devices +
+         "\n"
+         "      replicas: " +
+         std::to_string(replicas) + "\n";
 }
 
 bool SizeIs(const std::vector<DeviceState>& devices, size_t n) { return devices.size() == n; }
@@ -32,8 +35,9 @@ bool SizeIs(const std::vector<DeviceState>& devices, size_t n) { return devices.
 TEST(ConfigDaemonTest, BadConfigAtStartUpExitsWithEveryProblem) {
   DaemonHarness h;
   h.StartKubelet();
-  h.WriteConfig("version: v1\nflags:\n  migStrategy: foo\nsharing:\n  timeSlicing:\n"
-                "    resources:\n    - name: gpu\n      replicas: 1\n");
+  h.WriteConfig(
+      "version: v1\nflags:\n  migStrategy: foo\nsharing:\n  timeSlicing:\n"
+      "    resources:\n    - name: gpu\n      replicas: 1\n");
   h.StartDaemon();
   auto status = h.WaitForExit();
   ASSERT_TRUE(status.has_value());
@@ -69,9 +73,10 @@ class ReloadTest : public ::testing::Test {
     h_.StartDaemon();
     ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
     ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kShared, 1, kWait));
-    ASSERT_TRUE(h_.kubelet().WaitForDevices(kGpu, [](auto& d) { return SizeIs(d, 6); }, kWait));
-    ASSERT_TRUE(
-        h_.kubelet().WaitForDevices(kShared, [](auto& d) { return SizeIs(d, 8); }, kWait));
+    ASSERT_TRUE(h_.kubelet().WaitForDevices(
+        kGpu, [](auto& d) { return SizeIs(d, 6); }, kWait));
+    ASSERT_TRUE(h_.kubelet().WaitForDevices(
+        kShared, [](auto& d) { return SizeIs(d, 8); }, kWait));
   }
   std::string SharedSocket() const { return h_.plugin_dir() + "/nvidia-gpu.shared.sock"; }
 
@@ -82,7 +87,8 @@ TEST_F(ReloadTest, ChangedResourceIsServedAgainUnchangedOneKeepsItsRegistration)
   h_.WriteConfig(TimeSlicing(2));
   h_.Signal(SIGHUP);
   ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kShared, 2, kWait));
-  ASSERT_TRUE(h_.kubelet().WaitForDevices(kShared, [](auto& d) { return SizeIs(d, 4); }, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kShared, [](auto& d) { return SizeIs(d, 4); }, kWait));
   EXPECT_EQ(h_.kubelet().Registrations(kGpu), 1);
 }
 
@@ -90,7 +96,8 @@ TEST_F(ReloadTest, RemovedResourceIsUnregisteredAndItsSocketRemoved) {
   h_.WriteConfig("version: v1\n");
   h_.Signal(SIGHUP);
   ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 2, kWait));  // now all 8 GPUs
-  ASSERT_TRUE(h_.kubelet().WaitForDevices(kGpu, [](auto& d) { return SizeIs(d, 8); }, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu, [](auto& d) { return SizeIs(d, 8); }, kWait));
   EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(SharedSocket()); }));
   EXPECT_EQ(h_.kubelet().Registrations(kShared), 1);
 }
@@ -98,7 +105,8 @@ TEST_F(ReloadTest, RemovedResourceIsUnregisteredAndItsSocketRemoved) {
 TEST_F(ReloadTest, BadConfigIsRejectedAndTheRunningOneKept) {
   h_.WriteConfig(TimeSlicing(1));
   h_.Signal(SIGHUP);
-  ASSERT_TRUE(WaitUntil([&] { return h_.DaemonLog().find("reload rejected") != std::string::npos; }));
+  ASSERT_TRUE(
+      WaitUntil([&] { return h_.DaemonLog().find("reload rejected") != std::string::npos; }));
   EXPECT_THAT(h_.DaemonLog(), HasSubstr("sharing.timeSlicing.resources[0].replicas: 1"));
   EXPECT_TRUE(std::filesystem::exists(SharedSocket()));
   EXPECT_EQ(h_.kubelet().Registrations(kShared), 1);

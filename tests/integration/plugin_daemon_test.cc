@@ -78,8 +78,8 @@ TEST_F(PluginDaemonTest, AllocateGivesVisibleDevicesAndDeviceSpecs) {
     paths.push_back(spec.container_path());
     EXPECT_EQ(spec.permissions(), "rw");
   }
-  std::vector<std::string> expected = {"/dev/nvidiactl", "/dev/nvidia-uvm",
-                                       "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"};
+  std::vector<std::string> expected = {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
+                                       "/dev/nvidia-modeset"};
   for (const auto& id : admission->device_ids) {
     for (const auto& gpu : node_) {
       if (gpu.uuid == id) expected.push_back("/dev/nvidia" + std::to_string(gpu.minor));
@@ -176,9 +176,8 @@ TEST_F(PluginDaemonTest, CriticalXidMarksTheGpuUnhealthy) {
   ASSERT_TRUE(h_.kubelet().WaitForDevices(
       kGpu,
       [&](const auto& devices) {
-        return std::count_if(devices.begin(), devices.end(), [&](const auto& d) {
-                 return !d.healthy;
-               }) == 1 &&
+        return std::count_if(devices.begin(), devices.end(),
+                             [&](const auto& d) { return !d.healthy; }) == 1 &&
                std::any_of(devices.begin(), devices.end(),
                            [&](const auto& d) { return d.id == node_[2].uuid && !d.healthy; });
       },
@@ -205,8 +204,7 @@ TEST_F(PluginDaemonTest, NvmlInitFailureExitsWhenFailOnInitErrorIsTrue) {
 
 TEST_F(PluginDaemonTest, NvmlInitFailureIdlesWhenFailOnInitErrorIsFalse) {
   h_.StartKubelet();
-  h_.StartDaemon("a100-sxm4-40gb-x8.json", {"--fail-on-init-error=false"},
-                 {"FAKE_NVML_FAIL=init"});
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {"--fail-on-init-error=false"}, {"FAKE_NVML_FAIL=init"});
   // Idling: it does not exit by itself (exit status 1 would show here), and stops on SIGTERM
   // with status 0.
   EXPECT_FALSE(h_.WaitForExit(absl::Milliseconds(300)).has_value());

@@ -29,16 +29,19 @@ size_t CountHealthy(const std::vector<DeviceState>& devices) {
 class MpsDaemonTest : public ::testing::Test {
  protected:
   void WriteMpsConfig() {
-    h_.WriteConfig("version: v1\n"
-                   "flags:\n"
-                   "  mpsRoot: " + h_.mps_root() + "\n"
-                   "sharing:\n"
-                   "  mps:\n"
-                   "    resources:\n"
-                   "    - name: gpu\n"
-                   "      rename: gpu.shared\n"
-                   "      devices: [0, 1, 2, 3]\n"
-                   "      replicas: 100\n");
+    h_.WriteConfig(
+        "version: v1\n"
+        "flags:\n"
+        "  mpsRoot: " +
+        h_.mps_root() +
+        "\n"
+        "sharing:\n"
+        "  mps:\n"
+        "    resources:\n"
+        "    - name: gpu\n"
+        "      rename: gpu.shared\n"
+        "      devices: [0, 1, 2, 3]\n"
+        "      replicas: 100\n");
   }
   void StartAll() {
     h_.StartKubelet();
@@ -77,8 +80,8 @@ TEST_F(MpsDaemonTest, ThirtyAndSeventyPercentShareOneGpuWithTheirOwnLimits) {
   EXPECT_EQ(b->response.envs().at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=28672M");
 
   // The whole-GPU resource is unaffected: GPUs 4-7.
-  ASSERT_TRUE(h_.kubelet().WaitForDevices(kGpu, [](const auto& d) { return d.size() == 4; },
-                                          kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kGpu, [](const auto& d) { return d.size() == 4; }, kWait));
 }
 
 TEST_F(MpsDaemonTest, ReleasedSharesAreReusedAndUnevenRequestsRefused) {
@@ -132,9 +135,8 @@ TEST_F(MpsDaemonTest, WaitsForTheControlDaemonAndTracksItsHealth) {
   h_.StartDaemon();  // no MPS control daemon yet
   ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
   EXPECT_EQ(h_.kubelet().Registrations(kShared), 0);
-  EXPECT_TRUE(WaitUntil([&] {
-    return h_.DaemonLog().find("nvidia.com/gpu.shared: waiting") != std::string::npos;
-  }));
+  EXPECT_TRUE(WaitUntil(
+      [&] { return h_.DaemonLog().find("nvidia.com/gpu.shared: waiting") != std::string::npos; }));
 
   h_.StartMpsDaemon();
   ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kShared, 1, kWait));
@@ -154,20 +156,20 @@ TEST_F(MpsDaemonTest, WaitsForTheControlDaemonAndTracksItsHealth) {
 TEST(TimeSlicingDaemonTest, ReplicasAreAdvertisedAndDeduplicated) {
   DaemonHarness h;
   h.StartKubelet();
-  h.WriteConfig("version: v1\n"
-                "sharing:\n"
-                "  timeSlicing:\n"
-                "    renameByDefault: true\n"
-                "    resources:\n"
-                "    - name: gpu\n"
-                "      replicas: 4\n");
+  h.WriteConfig(
+      "version: v1\n"
+      "sharing:\n"
+      "  timeSlicing:\n"
+      "    renameByDefault: true\n"
+      "    resources:\n"
+      "    - name: gpu\n"
+      "      replicas: 4\n");
   h.StartDaemon();
   ASSERT_TRUE(h.kubelet().WaitForRegistrations(kShared, 1, kWait));
-  ASSERT_TRUE(h.kubelet().WaitForDevices(kShared, [](const auto& d) { return d.size() == 32; },
-                                         kWait));
+  ASSERT_TRUE(h.kubelet().WaitForDevices(
+      kShared, [](const auto& d) { return d.size() == 32; }, kWait));
   auto node = ReadNodeGpus(NodeFile("a100-sxm4-40gb-x8.json"));
-  auto response =
-      h.kubelet().Allocate(kShared, {{node[0].uuid + "::0", node[0].uuid + "::3"}});
+  auto response = h.kubelet().Allocate(kShared, {{node[0].uuid + "::0", node[0].uuid + "::3"}});
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), node[0].uuid);
   EXPECT_FALSE(response->container_responses(0).envs().contains("CUDA_MPS_PIPE_DIRECTORY"));

@@ -28,8 +28,7 @@ using ::nvdp::testutil::ScopedFakeNvmlEnv;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr uint64_t kHealthEvents =
-    kEventXidCritical | kEventDoubleBitEcc | kEventSingleBitEcc;
+constexpr uint64_t kHealthEvents = kEventXidCritical | kEventDoubleBitEcc | kEventSingleBitEcc;
 
 std::string A100Uuid(int i) {
   return "GPU-a100a100-0000-4000-8000-00000000000" + std::to_string(i);
@@ -39,8 +38,7 @@ std::string A100Uuid(int i) {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "nvdp-nvml-XXXXXX").string();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "nvdp-nvml-XXXXXX").string();
     path_ = ::mkdtemp(tmpl.data()) != nullptr ? tmpl : "";
   }
   ~TempDir() {
@@ -85,11 +83,11 @@ class DlNvmlTest : public ::testing::Test {
 };
 
 TEST(NvmlLibraryCandidatesTest, HostRootEndsWithBareSoname) {
-  EXPECT_THAT(NvmlLibraryCandidates("/"),
-              ElementsAre("/usr/lib64/libnvidia-ml.so.1",
-                          "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
-                          "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1",
-                          "/usr/lib/libnvidia-ml.so.1", "libnvidia-ml.so.1"));
+  EXPECT_THAT(
+      NvmlLibraryCandidates("/"),
+      ElementsAre("/usr/lib64/libnvidia-ml.so.1", "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+                  "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1", "/usr/lib/libnvidia-ml.so.1",
+                  "libnvidia-ml.so.1"));
   EXPECT_EQ(NvmlLibraryCandidates(""), NvmlLibraryCandidates("/"));
 }
 
@@ -173,21 +171,18 @@ TEST_F(DlNvmlTest, BadIndexIsInvalidArgument) {
   ASSERT_TRUE(init.status().ok()) << init.status();
   auto gpu = nvml->GpuByIndex(8);
   EXPECT_EQ(gpu.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(gpu.status().message(),
-              HasSubstr("nvmlDeviceGetHandleByIndex_v2(8)"));
+  EXPECT_THAT(gpu.status().message(), HasSubstr("nvmlDeviceGetHandleByIndex_v2(8)"));
 }
 
 TEST_F(DlNvmlTest, MissingLibraryErrorNamesThePath) {
   auto nvml = LoadNvml({"/nonexistent/nvdp/libnvidia-ml.so.1"});
   ASSERT_FALSE(nvml.ok());
   EXPECT_EQ(nvml.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(nvml.status().message(),
-              HasSubstr("/nonexistent/nvdp/libnvidia-ml.so.1"));
+  EXPECT_THAT(nvml.status().message(), HasSubstr("/nonexistent/nvdp/libnvidia-ml.so.1"));
 }
 
 TEST_F(DlNvmlTest, FallsBackToLaterCandidate) {
-  auto nvml =
-      LoadNvml({"/nonexistent/nvdp/libnvidia-ml.so.1", FakeNvmlLibrary()});
+  auto nvml = LoadNvml({"/nonexistent/nvdp/libnvidia-ml.so.1", FakeNvmlLibrary()});
   ASSERT_TRUE(nvml.ok()) << nvml.status();
 }
 
@@ -200,15 +195,13 @@ TEST_F(DlNvmlTest, LibraryWithoutNvmlSymbolsIsRejected) {
 }
 
 TEST_F(DlNvmlTest, PartialLibraryErrorNamesMissingSymbol) {
-  const std::string partial =
-      testutil::BinDir() + "/../lib/partial-nvml/libnvidia-ml.so.1";
+  const std::string partial = testutil::BinDir() + "/../lib/partial-nvml/libnvidia-ml.so.1";
   auto nvml = LoadNvml({partial});
   ASSERT_FALSE(nvml.ok());
   EXPECT_THAT(nvml.status().message(), HasSubstr(partial));
   EXPECT_THAT(nvml.status().message(), HasSubstr("nvmlSystemGetDriverVersion"));
   EXPECT_THAT(nvml.status().message(), HasSubstr("nvmlEventSetWait_v2"));
-  EXPECT_THAT(nvml.status().message(),
-              ::testing::Not(HasSubstr("nvmlShutdown")));
+  EXPECT_THAT(nvml.status().message(), ::testing::Not(HasSubstr("nvmlShutdown")));
 }
 
 TEST_F(DlNvmlTest, InitFailsWithoutNodeDescription) {
@@ -229,8 +222,7 @@ TEST_F(DlNvmlTest, InitFailsWhenInjected) {
 }
 
 TEST_F(DlNvmlTest, InjectedPerGpuFailureSurfaces) {
-  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL",
-                         "nvmlDeviceGetHandleByIndex_v2@3=15");
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL", "nvmlDeviceGetHandleByIndex_v2@3=15");
   auto nvml = LoadFake();
   ASSERT_NE(nvml, nullptr);
   ScopedInit init(*nvml);
@@ -244,8 +236,7 @@ TEST_F(DlNvmlTest, InjectedPerGpuFailureSurfaces) {
 TEST_F(DlNvmlTest, CallsBeforeInitAreFailedPrecondition) {
   auto nvml = LoadFake();
   ASSERT_NE(nvml, nullptr);
-  EXPECT_EQ(nvml->GpuCount().status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(nvml->GpuCount().status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(nvml->Shutdown().code(), absl::StatusCode::kFailedPrecondition);
 }
 
@@ -366,15 +357,13 @@ TEST_F(DlNvmlEventsTest, WaitErrorIsReported) {
 TEST_F(DlNvmlEventsTest, UnsupportedTypesAreMaskedNotFatal) {
   // The fake A100s support 0xf; 0x100 (MIG config change) is not supported and
   // is masked off.
-  ASSERT_TRUE(
-      nvml_->WatchEvents({A100Uuid(0)}, kEventXidCritical | 0x100).ok());
+  ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(0)}, kEventXidCritical | 0x100).ok());
   // Nothing requested is supported: a warning, not an error.
   ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(0)}, 0x100).ok());
 }
 
 TEST_F(DlNvmlEventsTest, WatchUnknownGpuIsNotFound) {
-  absl::Status s =
-      nvml_->WatchEvents({A100Uuid(0), "GPU-unknown"}, kHealthEvents);
+  absl::Status s = nvml_->WatchEvents({A100Uuid(0), "GPU-unknown"}, kHealthEvents);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(s.message(), HasSubstr("GPU-unknown"));
   EXPECT_EQ(nvml_->WaitForEvent(std::chrono::milliseconds(0)).status().code(),

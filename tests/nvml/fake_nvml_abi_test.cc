@@ -41,16 +41,13 @@ class FakeNvmlAbiTest : public ::testing::Test {
 TEST_F(FakeNvmlAbiTest, BehavesLikeNvml) {
   auto init = Sym<nvmlInit_v2_fn>("nvmlInit_v2");
   auto shutdown = Sym<nvmlShutdown_fn>("nvmlShutdown");
-  auto by_index =
-      Sym<nvmlDeviceGetHandleByIndex_v2_fn>("nvmlDeviceGetHandleByIndex_v2");
+  auto by_index = Sym<nvmlDeviceGetHandleByIndex_v2_fn>("nvmlDeviceGetHandleByIndex_v2");
   auto by_uuid = Sym<nvmlDeviceGetHandleByUUID_fn>("nvmlDeviceGetHandleByUUID");
   auto get_uuid = Sym<nvmlDeviceGetUUID_fn>("nvmlDeviceGetUUID");
   auto get_pci = Sym<nvmlDeviceGetPciInfo_v3_fn>("nvmlDeviceGetPciInfo_v3");
   auto get_mem = Sym<nvmlDeviceGetMemoryInfo_fn>("nvmlDeviceGetMemoryInfo");
-  auto get_mem2 =
-      Sym<nvmlDeviceGetMemoryInfo_v2_fn>("nvmlDeviceGetMemoryInfo_v2");
-  auto cuda = Sym<nvmlSystemGetCudaDriverVersion_v2_fn>(
-      "nvmlSystemGetCudaDriverVersion_v2");
+  auto get_mem2 = Sym<nvmlDeviceGetMemoryInfo_v2_fn>("nvmlDeviceGetMemoryInfo_v2");
+  auto cuda = Sym<nvmlSystemGetCudaDriverVersion_v2_fn>("nvmlSystemGetCudaDriverVersion_v2");
   auto error_string = Sym<nvmlErrorString_fn>("nvmlErrorString");
   ASSERT_FALSE(HasFailure());
 
@@ -61,8 +58,7 @@ TEST_F(FakeNvmlAbiTest, BehavesLikeNvml) {
   ASSERT_EQ(init(), NVML_SUCCESS);
   ASSERT_EQ(by_index(2, &dev), NVML_SUCCESS);
   nvmlDevice_t again = nullptr;
-  ASSERT_EQ(by_uuid("GPU-a100a100-0000-4000-8000-000000000002", &again),
-            NVML_SUCCESS);
+  ASSERT_EQ(by_uuid("GPU-a100a100-0000-4000-8000-000000000002", &again), NVML_SUCCESS);
   EXPECT_EQ(dev, again) << "handles are stable per GPU";
   EXPECT_EQ(by_uuid("GPU-nope", &again), NVML_ERROR_NOT_FOUND);
   EXPECT_EQ(by_index(8, &again), NVML_ERROR_INVALID_ARGUMENT);
@@ -114,10 +110,8 @@ TEST_F(FakeNvmlAbiTest, ExportsOnlyVersionedSymbols) {
 }
 
 TEST_F(FakeNvmlAbiTest, MalformedNodeFailsInit) {
-  const std::string bad =
-      ::testing::TempDir() + "/fake-nvml-malformed-node.json";
-  std::ofstream(bad)
-      << R"({"gpus": [{"uuid": "GPU-x"}]})";  // no name, no pci_bus_id
+  const std::string bad = ::testing::TempDir() + "/fake-nvml-malformed-node.json";
+  std::ofstream(bad) << R"({"gpus": [{"uuid": "GPU-x"}]})";  // no name, no pci_bus_id
   ScopedFakeNvmlEnv::Set("FAKE_NVML_NODE", bad);
   auto init = Sym<nvmlInit_v2_fn>("nvmlInit_v2");
   ASSERT_FALSE(HasFailure());

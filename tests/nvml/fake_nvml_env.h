@@ -36,9 +36,7 @@ inline std::string SourceDir() {
 }
 
 // <build>/lib/fake-nvml/libnvidia-ml.so.1 (NVDP_BIN_DIR is <build>/bin).
-inline std::string FakeNvmlLibrary() {
-  return BinDir() + "/../lib/fake-nvml/libnvidia-ml.so.1";
-}
+inline std::string FakeNvmlLibrary() { return BinDir() + "/../lib/fake-nvml/libnvidia-ml.so.1"; }
 
 // tests/fakes/nvml/nodes/<name> in the source tree, e.g.
 // "a100-sxm4-40gb-x8.json", "a100-sysfs".
@@ -58,15 +56,13 @@ class ScopedFakeNvmlEnv {
   ScopedFakeNvmlEnv(const ScopedFakeNvmlEnv&) = delete;
   ScopedFakeNvmlEnv& operator=(const ScopedFakeNvmlEnv&) = delete;
 
-  static void Set(const char* name, const std::string& value) {
-    ::setenv(name, value.c_str(), 1);
-  }
+  static void Set(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
   static void Unset(const char* name) { ::unsetenv(name); }
 
  private:
   static void Clear() {
-    for (const char* name : {"FAKE_NVML_NODE", "FAKE_NVML_EVENTS",
-                             "FAKE_NVML_FAIL", "FAKE_NVML_LOG"}) {
+    for (const char* name :
+         {"FAKE_NVML_NODE", "FAKE_NVML_EVENTS", "FAKE_NVML_FAIL", "FAKE_NVML_LOG"}) {
       ::unsetenv(name);
     }
   }

@@ -41,8 +41,7 @@ TEST_F(InventoryFakeNvmlTest, A100NodeWithNumaFromSysfs) {
   const char* buses[] = {"07", "0f", "47", "4e", "87", "90", "b7", "bd"};
   for (unsigned i = 0; i < 8; ++i) {
     const Gpu& gpu = inventory->gpus[i];
-    EXPECT_EQ(gpu.uuid,
-              "GPU-a100a100-0000-4000-8000-00000000000" + std::to_string(i));
+    EXPECT_EQ(gpu.uuid, "GPU-a100a100-0000-4000-8000-00000000000" + std::to_string(i));
     EXPECT_EQ(gpu.index, i);
     EXPECT_EQ(gpu.minor, i);
     EXPECT_EQ(gpu.DevicePath(), "/dev/nvidia" + std::to_string(i));
@@ -53,11 +52,8 @@ TEST_F(InventoryFakeNvmlTest, A100NodeWithNumaFromSysfs) {
     EXPECT_EQ(gpu.pci_bus_id, std::string("0000:") + buses[i] + ":00.0");
     EXPECT_EQ(gpu.numa_node, std::optional<int>(i < 4 ? 0 : 1)) << "GPU " << i;
   }
-  ASSERT_NE(inventory->FindByUuid("GPU-a100a100-0000-4000-8000-000000000006"),
-            nullptr);
-  EXPECT_EQ(
-      inventory->FindByUuid("GPU-a100a100-0000-4000-8000-000000000006")->index,
-      6u);
+  ASSERT_NE(inventory->FindByUuid("GPU-a100a100-0000-4000-8000-000000000006"), nullptr);
+  EXPECT_EQ(inventory->FindByUuid("GPU-a100a100-0000-4000-8000-000000000006")->index, 6u);
 }
 
 TEST_F(InventoryFakeNvmlTest, MissingSysfsMeansUnknownNuma) {
@@ -74,8 +70,7 @@ TEST_F(InventoryFakeNvmlTest, FailingGpuFailsDiscovery) {
   auto inventory = DiscoverInventory(*nvml_, FakeNvmlNode("a100-sysfs"));
   EXPECT_EQ(inventory.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(inventory.status().message(), ::testing::HasSubstr("GPU 2"));
-  EXPECT_THAT(inventory.status().message(),
-              ::testing::HasSubstr("nvmlDeviceGetPciInfo_v3"));
+  EXPECT_THAT(inventory.status().message(), ::testing::HasSubstr("nvmlDeviceGetPciInfo_v3"));
 }
 
 }  // namespace

@@ -5,12 +5,6 @@
 
 #define PARTIAL_NVML_EXPORT extern "C" __attribute__((visibility("default")))
 
-PARTIAL_NVML_EXPORT nvmlReturn_t nvmlInit_v2(void) {
-  return NVML_ERROR_DRIVER_NOT_LOADED;
-}
-PARTIAL_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
-  return NVML_ERROR_UNINITIALIZED;
-}
-PARTIAL_NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t /*result*/) {
-  return "partial";
-}
+PARTIAL_NVML_EXPORT nvmlReturn_t nvmlInit_v2(void) { return NVML_ERROR_DRIVER_NOT_LOADED; }
+PARTIAL_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) { return NVML_ERROR_UNINITIALIZED; }
+PARTIAL_NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t /*result*/) { return "partial"; }

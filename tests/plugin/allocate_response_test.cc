@@ -2,10 +2,9 @@
 // into the container, with upstream's names and paths.
 #include "plugin/allocate_response.h"
 
-#include "plugin/device_plugin_server.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "plugin/device_plugin_server.h"
 
 namespace nvdp::plugin {
 namespace {

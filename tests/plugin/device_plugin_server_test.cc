@@ -87,8 +87,7 @@ TEST_F(DevicePluginServerTest, ListAndWatchResendsTheListOnEveryHealthChange) {
   // Either one or two more lists arrive; the last one is all healthy.
   do {
     ASSERT_TRUE(reader->Read(&response));
-  } while (Health(response) !=
-           std::vector<std::string>{"GPU-0=Healthy", "GPU-1=Healthy"});
+  } while (Health(response) != std::vector<std::string>{"GPU-0=Healthy", "GPU-1=Healthy"});
 
   server.Stop();  // ends the stream with OK
   EXPECT_FALSE(reader->Read(&response));

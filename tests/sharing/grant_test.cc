@@ -16,8 +16,7 @@ using testing::Indices;
 using testing::Share;
 using testing::Shares;
 
-std::vector<std::string> Concat(std::vector<std::string> a,
-                                const std::vector<std::string>& b) {
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
@@ -34,8 +33,7 @@ TEST(GrantPerContainerMps, SharesBelowOneGpu) {
 }
 
 TEST(GrantPerContainerMps, SharesNeedNotBeContiguousOrSorted) {
-  auto grant = GrantContainer(testing::MpsSpec(),
-                              {Share(2, 99), Share(2, 7), Share(2, 50)});
+  auto grant = GrantContainer(testing::MpsSpec(), {Share(2, 99), Share(2, 7), Share(2, 50)});
   ASSERT_TRUE(grant.ok()) << grant.status();
   EXPECT_THAT(Indices(*grant), ElementsAre(2u));
   EXPECT_EQ(grant->mps_limits->active_thread_percentage, 3);
@@ -51,8 +49,7 @@ TEST(GrantPerContainerMps, WholeGpu) {
 }
 
 TEST(GrantPerContainerMps, WholeGpusInIndexOrderWhateverTheRequestOrder) {
-  auto ids =
-      Concat(Concat(Shares(5, 0, 100), Shares(1, 0, 100)), Shares(3, 0, 100));
+  auto ids = Concat(Concat(Shares(5, 0, 100), Shares(1, 0, 100)), Shares(3, 0, 100));
   auto grant = GrantContainer(testing::MpsSpec(), ids);
   ASSERT_TRUE(grant.ok()) << grant.status();
   EXPECT_THAT(Indices(*grant), ElementsAre(1u, 3u, 5u));
@@ -79,8 +76,7 @@ TEST(GrantPerContainerMps, MemoryLimitNoneKeepsThreads) {
   ASSERT_TRUE(small->mps_limits);
   EXPECT_EQ(small->mps_limits->active_thread_percentage, 25);
   EXPECT_FALSE(small->mps_limits->pinned_mem_limit);
-  auto whole =
-      GrantContainer(spec, Concat(Shares(0, 0, 100), Shares(1, 0, 100)));
+  auto whole = GrantContainer(spec, Concat(Shares(0, 0, 100), Shares(1, 0, 100)));
   ASSERT_TRUE(whole.ok());
   EXPECT_EQ(whole->mps_limits->active_thread_percentage, 100);
   EXPECT_FALSE(whole->mps_limits->pinned_mem_limit);
@@ -97,8 +93,7 @@ TEST(GrantPerContainerMps, LargeGpusAndManySharesDoNotOverflow) {
 }
 
 TEST(GrantPerContainerMps, RefusesSubGpuRequestSpreadOverGpus) {
-  auto grant = GrantContainer(testing::MpsSpec(),
-                              Concat(Shares(0, 0, 20), Shares(4, 0, 10)));
+  auto grant = GrantContainer(testing::MpsSpec(), Concat(Shares(0, 0, 20), Shares(4, 0, 10)));
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(grant.status().message(),
@@ -108,8 +103,7 @@ TEST(GrantPerContainerMps, RefusesSubGpuRequestSpreadOverGpus) {
 }
 
 TEST(GrantPerContainerMps, RefusesOneGpuWorthSpreadOverGpus) {
-  auto grant = GrantContainer(testing::MpsSpec(),
-                              Concat(Shares(0, 0, 50), Shares(1, 50, 100)));
+  auto grant = GrantContainer(testing::MpsSpec(), Concat(Shares(0, 0, 50), Shares(1, 50, 100)));
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().message(),
             "nvidia.com/gpu: request for 100 shares must take 1 whole GPU(s) "
@@ -118,37 +112,32 @@ TEST(GrantPerContainerMps, RefusesOneGpuWorthSpreadOverGpus) {
 }
 
 TEST(GrantPerContainerMps, RefusesMultipleThatDoesNotCoverWholeGpus) {
-  auto ids =
-      Concat(Concat(Shares(0, 0, 100), Shares(1, 0, 50)), Shares(2, 0, 50));
+  auto ids = Concat(Concat(Shares(0, 0, 100), Shares(1, 0, 50)), Shares(2, 0, 50));
   auto grant = GrantContainer(testing::MpsSpec(), ids);
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().message(),
             "nvidia.com/gpu: request for 200 shares must take 2 whole GPU(s) "
             "(all 100 shares of each); got 100 of " +
-                A100Uuid(0) + ", 50 of " + A100Uuid(1) + " and 50 of " +
-                A100Uuid(2));
+                A100Uuid(0) + ", 50 of " + A100Uuid(1) + " and 50 of " + A100Uuid(2));
 }
 
 TEST(GrantPerContainerMps, RefusesUnevenRequests) {
-  auto grant = GrantContainer(testing::MpsSpec(),
-                              Concat(Shares(0, 0, 100), Shares(1, 0, 50)));
+  auto grant = GrantContainer(testing::MpsSpec(), Concat(Shares(0, 0, 100), Shares(1, 0, 50)));
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(grant.status().message(),
             "nvidia.com/gpu: request for 150 shares cannot be satisfied: "
             "shares are 100 per GPU, so a request must be below 100 (one GPU) "
             "or a multiple of 100 (whole GPUs); ask for 100 or 200");
-  auto big = GrantContainer(
-      testing::MpsSpec(),
-      Concat(Concat(Shares(0, 0, 100), Shares(1, 0, 100)), Shares(2, 0, 1)));
+  auto big = GrantContainer(testing::MpsSpec(),
+                            Concat(Concat(Shares(0, 0, 100), Shares(1, 0, 100)), Shares(2, 0, 1)));
   ASSERT_FALSE(big.ok());
-  EXPECT_THAT(std::string(big.status().message()),
-              ::testing::EndsWith("ask for 200 or 300"));
+  EXPECT_THAT(std::string(big.status().message()), ::testing::EndsWith("ask for 200 or 300"));
 }
 
 TEST(GrantPerContainerMps, RefusesDuplicates) {
-  auto grant = GrantContainer(
-      testing::MpsSpec(), {Share(0, 1), Share(0, 2), Share(0, 1), Share(0, 1)});
+  auto grant =
+      GrantContainer(testing::MpsSpec(), {Share(0, 1), Share(0, 2), Share(0, 1), Share(0, 1)});
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(grant.status().message(),
@@ -156,21 +145,19 @@ TEST(GrantPerContainerMps, RefusesDuplicates) {
 }
 
 TEST(GrantPerContainerMps, RefusesUnknownIdsNamingEveryOne) {
-  auto grant = GrantContainer(
-      testing::MpsSpec(),
-      {Share(0, 1), Share(0, 100), A100Uuid(2), "GPU-nope::3", "junk::x"});
+  auto grant = GrantContainer(testing::MpsSpec(),
+                              {Share(0, 1), Share(0, 100), A100Uuid(2), "GPU-nope::3", "junk::x"});
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(grant.status().message(),
-            "nvidia.com/gpu: unknown device IDs: \"" + Share(0, 100) +
-                "\", \"" + A100Uuid(2) + "\", \"GPU-nope::3\", \"junk::x\"");
+  EXPECT_EQ(grant.status().message(), "nvidia.com/gpu: unknown device IDs: \"" + Share(0, 100) +
+                                          "\", \"" + A100Uuid(2) +
+                                          "\", \"GPU-nope::3\", \"junk::x\"");
 }
 
 TEST(GrantPerContainerMps, RefusesEmptyRequest) {
   auto grant = GrantContainer(testing::MpsSpec(), {});
   ASSERT_FALSE(grant.ok());
-  EXPECT_EQ(grant.status().message(),
-            "nvidia.com/gpu: empty allocation request");
+  EXPECT_EQ(grant.status().message(), "nvidia.com/gpu: empty allocation request");
 }
 
 TEST(GrantPerContainerMps, ExplicitFailRequestsGreaterThanOneIsHonoured) {
@@ -203,8 +190,7 @@ TEST(GrantUniformMps, OneShareGetsItsGpuAndNoLimits) {
 }
 
 TEST(GrantUniformMps, MoreThanOneIsRefusedWithUpstreamText) {
-  auto grant =
-      GrantContainer(Uniform(), {Share(0, 0), Share(0, 1), Share(1, 0)});
+  auto grant = GrantContainer(Uniform(), {Share(0, 0), Share(0, 1), Share(1, 0)});
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(grant.status().message(),
@@ -215,8 +201,8 @@ TEST(GrantUniformMps, MoreThanOneIsRefusedWithUpstreamText) {
 TEST(GrantUniformMps, WithoutFailRequestsStripsAndDeduplicates) {
   ResourceSpec spec = Uniform();
   spec.fail_requests_greater_than_one = false;
-  auto grant = GrantContainer(
-      spec, {Share(3, 0), Share(1, 4), Share(3, 1), Share(1, 4), Share(0, 9)});
+  auto grant =
+      GrantContainer(spec, {Share(3, 0), Share(1, 4), Share(3, 1), Share(1, 4), Share(0, 9)});
   ASSERT_TRUE(grant.ok()) << grant.status();
   EXPECT_THAT(Indices(*grant), ElementsAre(3u, 1u, 0u));
   EXPECT_FALSE(grant->mps_limits);
@@ -224,8 +210,7 @@ TEST(GrantUniformMps, WithoutFailRequestsStripsAndDeduplicates) {
 
 TEST(GrantTimeSlicing, DefaultAllowsSeveralReplicasAndDeduplicates) {
   ResourceSpec spec = testing::Spec(Mode::kTimeSlicing, 4);
-  auto grant = GrantContainer(
-      spec, {Share(6, 1), Share(2, 0), Share(6, 3), Share(6, 1)});
+  auto grant = GrantContainer(spec, {Share(6, 1), Share(2, 0), Share(6, 3), Share(6, 1)});
   ASSERT_TRUE(grant.ok()) << grant.status();
   EXPECT_THAT(Indices(*grant), ElementsAre(6u, 2u));
   EXPECT_FALSE(grant->mps_limits);
@@ -246,9 +231,8 @@ TEST(GrantTimeSlicing, RefusesUnknownIds) {
   ResourceSpec spec = testing::Spec(Mode::kTimeSlicing, 4);
   auto grant = GrantContainer(spec, {Share(0, 4), A100Uuid(1)});
   ASSERT_FALSE(grant.ok());
-  EXPECT_EQ(grant.status().message(), "nvidia.com/gpu: unknown device IDs: \"" +
-                                          Share(0, 4) + "\", \"" + A100Uuid(1) +
-                                          "\"");
+  EXPECT_EQ(grant.status().message(),
+            "nvidia.com/gpu: unknown device IDs: \"" + Share(0, 4) + "\", \"" + A100Uuid(1) + "\"");
 }
 
 // --- exclusive ---------------------------------------------------------------
@@ -264,21 +248,18 @@ TEST(GrantExclusive, GpusInRequestOrder) {
 TEST(GrantExclusive, UnknownIdsNamedWithTheResource) {
   ResourceSpec spec = testing::Spec(Mode::kExclusive, 1);
   spec.name = "nvidia.com/a100";
-  auto grant = GrantContainer(
-      spec, {A100Uuid(1), "GPU-unknown", Share(2, 0), A100Uuid(9)});
+  auto grant = GrantContainer(spec, {A100Uuid(1), "GPU-unknown", Share(2, 0), A100Uuid(9)});
   ASSERT_FALSE(grant.ok());
   EXPECT_EQ(grant.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(grant.status().message(),
-            "nvidia.com/a100: unknown device IDs: \"GPU-unknown\", \"" +
-                Share(2, 0) + "\", \"" + A100Uuid(9) + "\"");
+  EXPECT_EQ(grant.status().message(), "nvidia.com/a100: unknown device IDs: \"GPU-unknown\", \"" +
+                                          Share(2, 0) + "\", \"" + A100Uuid(9) + "\"");
 }
 
 TEST(GrantExclusive, EmptyAndDuplicateRequests) {
   ResourceSpec spec = testing::Spec(Mode::kExclusive, 1);
   auto empty = GrantContainer(spec, {});
   ASSERT_FALSE(empty.ok());
-  EXPECT_EQ(empty.status().message(),
-            "nvidia.com/gpu: empty allocation request");
+  EXPECT_EQ(empty.status().message(), "nvidia.com/gpu: empty allocation request");
   auto dup = GrantContainer(spec, {A100Uuid(1), A100Uuid(1)});
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.status().message(),

@@ -19,9 +19,8 @@ using ::testing::ElementsAreArray;
 using testing::FakeKubelet;
 
 struct Step {
-  Step(std::string label_in, int shares_in, std::vector<unsigned> gpus_in,
-       int threads_in, std::optional<std::string> memory_in,
-       std::string error_in = "")
+  Step(std::string label_in, int shares_in, std::vector<unsigned> gpus_in, int threads_in,
+       std::optional<std::string> memory_in, std::string error_in = "")
       : label(std::move(label_in)),
         shares(shares_in),
         gpus(std::move(gpus_in)),
@@ -34,7 +33,7 @@ struct Step {
   std::vector<unsigned> gpus;  // expected GPU indices, container order
   int threads;
   std::optional<std::string> memory;  // expected pinned memory limit
-  std::string error;  // non-empty: the exact expected error message
+  std::string error;                  // non-empty: the exact expected error message
 };
 
 struct Scenario {
@@ -45,13 +44,9 @@ struct Scenario {
 };
 
 // Test names and failure output show the scenario's name.
-void PrintTo(const Scenario& scenario, std::ostream* os) {
-  *os << scenario.name;
-}
+void PrintTo(const Scenario& scenario, std::ostream* os) { *os << scenario.name; }
 
-Step Release(const std::string& label) {
-  return Step("-" + label, 0, {}, 0, std::nullopt);
-}
+Step Release(const std::string& label) { return Step("-" + label, 0, {}, 0, std::nullopt); }
 
 Step Refuse(int shares, std::string error) {
   return Step("refused", shares, {}, 0, std::nullopt, std::move(error));
@@ -226,18 +221,16 @@ TEST_P(MpsScenarioTest, EveryStepLandsWhereExpected) {
     EXPECT_EQ(admitted->ids.size(), static_cast<size_t>(step.shares));
     EXPECT_THAT(testing::Indices(admitted->grant), ElementsAreArray(step.gpus));
     ASSERT_TRUE(admitted->grant.mps_limits.has_value());
-    EXPECT_EQ(admitted->grant.mps_limits->active_thread_percentage,
-              step.threads);
+    EXPECT_EQ(admitted->grant.mps_limits->active_thread_percentage, step.threads);
     EXPECT_EQ(admitted->grant.mps_limits->pinned_mem_limit, step.memory);
     live[step.label] = admitted->ids;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    A100Node, MpsScenarioTest, ::testing::ValuesIn(Scenarios()),
-    [](const ::testing::TestParamInfo<Scenario>& param_info) {
-      return param_info.param.name;
-    });
+INSTANTIATE_TEST_SUITE_P(A100Node, MpsScenarioTest, ::testing::ValuesIn(Scenarios()),
+                         [](const ::testing::TestParamInfo<Scenario>& param_info) {
+                           return param_info.param.name;
+                         });
 
 // Best fit hands out the lowest free share IDs of the chosen GPU.
 TEST(MpsScenario, SharesAreTheLowestFreeOfTheChosenGpu) {

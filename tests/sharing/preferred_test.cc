@@ -30,8 +30,7 @@ std::vector<std::string> Without(std::vector<std::string> ids,
   return ids;
 }
 
-std::vector<std::string> Concat(std::vector<std::string> a,
-                                const std::vector<std::string>& b) {
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
@@ -46,25 +45,21 @@ TEST(PreferredValidation, SizeMustBePositive) {
     ASSERT_FALSE(got.ok());
     EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(got.status().message(),
-              "nvidia.com/gpu: allocation size must be positive; got " +
-                  std::to_string(size));
+              "nvidia.com/gpu: allocation size must be positive; got " + std::to_string(size));
   }
 }
 
 TEST(PreferredValidation, UnknownIdsAreNamed) {
   const ResourceSpec spec = testing::MpsSpec(10);
-  auto got = PreferredAllocation(spec, {Share(0, 0), Share(0, 10), "x"},
-                                 {"GPU-gone::1"}, 1);
+  auto got = PreferredAllocation(spec, {Share(0, 0), Share(0, 10), "x"}, {"GPU-gone::1"}, 1);
   ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.status().message(), "nvidia.com/gpu: unknown device IDs: \"" +
-                                        Share(0, 10) +
-                                        "\", \"x\", \"GPU-gone::1\"");
+  EXPECT_EQ(got.status().message(),
+            "nvidia.com/gpu: unknown device IDs: \"" + Share(0, 10) + "\", \"x\", \"GPU-gone::1\"");
 }
 
 TEST(PreferredValidation, MustIncludeMustBeAvailable) {
   const ResourceSpec spec = testing::MpsSpec(10);
-  auto got =
-      PreferredAllocation(spec, Shares(0, 0, 5), {Share(0, 1), Share(0, 7)}, 3);
+  auto got = PreferredAllocation(spec, Shares(0, 0, 5), {Share(0, 1), Share(0, 7)}, 3);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(got.status().message(),
@@ -87,8 +82,7 @@ TEST(PreferredValidation, SizeNoLargerThanAvailable) {
   auto got = PreferredAllocation(spec, Shares(0, 0, 4), {}, 5);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(got.status().message(),
-            "nvidia.com/gpu: cannot pick 5 of 4 available devices");
+  EXPECT_EQ(got.status().message(), "nvidia.com/gpu: cannot pick 5 of 4 available devices");
 }
 
 TEST(PreferredValidation, DuplicatesInTheInputAreHarmless) {
@@ -104,8 +98,8 @@ TEST(PreferredValidation, DuplicatesInTheInputAreHarmless) {
 TEST(PreferredPerContainerMps, BestFitWithTiesToLowestIndex) {
   const ResourceSpec spec = testing::MpsSpec(10, 4);
   // free: GPU 0: 10, GPU 1: 4, GPU 2: 6, GPU 3: 6
-  auto available = Concat(Concat(Shares(0, 0, 10), Shares(1, 6, 10)),
-                          Concat(Shares(2, 4, 10), Shares(3, 0, 6)));
+  auto available =
+      Concat(Concat(Shares(0, 0, 10), Shares(1, 6, 10)), Concat(Shares(2, 4, 10), Shares(3, 0, 6)));
   auto three = PreferredAllocation(spec, available, {}, 3);
   ASSERT_TRUE(three.ok());
   EXPECT_EQ(*three, Shares(1, 6, 9));
@@ -140,8 +134,7 @@ TEST(PreferredPerContainerMps, MustIncludeOnAGpuTooFull) {
 
 TEST(PreferredPerContainerMps, MustIncludeSpanningGpusBelowOneGpu) {
   const ResourceSpec spec = testing::MpsSpec(10, 4);
-  auto got =
-      PreferredAllocation(spec, All(spec), {Share(0, 0), Share(2, 0)}, 5);
+  auto got = PreferredAllocation(spec, All(spec), {Share(0, 0), Share(2, 0)}, 5);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().message(),
             "nvidia.com/gpu: a request for 5 shares must come from one GPU, "
@@ -158,8 +151,7 @@ TEST(PreferredPerContainerMps, WholeGpusPreferOneNumaNode) {
   EXPECT_EQ(*two, Concat(Shares(2, 0, 10), Shares(3, 0, 10)));
   auto three = PreferredAllocation(spec, available, {}, 30);
   ASSERT_TRUE(three.ok());
-  EXPECT_EQ(*three, Concat(Concat(Shares(4, 0, 10), Shares(5, 0, 10)),
-                           Shares(6, 0, 10)));
+  EXPECT_EQ(*three, Concat(Concat(Shares(4, 0, 10), Shares(5, 0, 10)), Shares(6, 0, 10)));
   auto five = PreferredAllocation(spec, available, {}, 50);
   ASSERT_TRUE(five.ok());  // no node has 5: the larger node first
   std::vector<std::string> want;
@@ -220,31 +212,25 @@ ResourceSpec Replicated(Mode mode, config::AllocationPolicy policy) {
 
 TEST(PreferredGreedy, DistributedSpreadsOverTheLeastUsedGpus) {
   for (Mode mode : {Mode::kTimeSlicing, Mode::kMps}) {
-    const ResourceSpec spec =
-        Replicated(mode, config::AllocationPolicy::kDistributed);
+    const ResourceSpec spec = Replicated(mode, config::AllocationPolicy::kDistributed);
     auto fresh = PreferredAllocation(spec, All(spec), {}, 4);
     ASSERT_TRUE(fresh.ok()) << fresh.status();
-    EXPECT_THAT(*fresh, ElementsAre(Share(0, 0), Share(1, 0), Share(2, 0),
-                                    Share(3, 0)));
+    EXPECT_THAT(*fresh, ElementsAre(Share(0, 0), Share(1, 0), Share(2, 0), Share(3, 0)));
     // GPU 0 has 2 in use, GPU 1 has 1, GPUs 2 and 3 none.
-    auto available =
-        Without(All(spec), {Share(0, 0), Share(0, 1), Share(1, 2)});
+    auto available = Without(All(spec), {Share(0, 0), Share(0, 1), Share(1, 2)});
     auto got = PreferredAllocation(spec, available, {}, 5);
     ASSERT_TRUE(got.ok());
-    EXPECT_THAT(*got, ElementsAre(Share(2, 0), Share(3, 0), Share(1, 0),
-                                  Share(2, 1), Share(3, 1)));
+    EXPECT_THAT(*got, ElementsAre(Share(2, 0), Share(3, 0), Share(1, 0), Share(2, 1), Share(3, 1)));
   }
 }
 
 TEST(PreferredGreedy, PackedFillsTheMostUsedGpuFirst) {
   for (Mode mode : {Mode::kTimeSlicing, Mode::kMps}) {
-    const ResourceSpec spec =
-        Replicated(mode, config::AllocationPolicy::kPacked);
+    const ResourceSpec spec = Replicated(mode, config::AllocationPolicy::kPacked);
     auto fresh = PreferredAllocation(spec, All(spec), {}, 6);
     ASSERT_TRUE(fresh.ok());
     EXPECT_EQ(*fresh, Concat(Shares(0, 0, 4), Shares(1, 0, 2)));
-    auto available =
-        Without(All(spec), {Share(2, 0), Share(2, 1), Share(1, 3)});
+    auto available = Without(All(spec), {Share(2, 0), Share(2, 1), Share(1, 3)});
     auto got = PreferredAllocation(spec, available, {}, 3);
     ASSERT_TRUE(got.ok());
     EXPECT_THAT(*got, ElementsAre(Share(2, 2), Share(2, 3), Share(1, 0)));
@@ -252,19 +238,16 @@ TEST(PreferredGreedy, PackedFillsTheMostUsedGpuFirst) {
 }
 
 TEST(PreferredGreedy, MustIncludeFirstAndCountedAsUsed) {
-  const ResourceSpec spec =
-      Replicated(Mode::kTimeSlicing, config::AllocationPolicy::kDistributed);
+  const ResourceSpec spec = Replicated(Mode::kTimeSlicing, config::AllocationPolicy::kDistributed);
   auto got = PreferredAllocation(spec, All(spec), {Share(1, 3)}, 3);
   ASSERT_TRUE(got.ok());
   EXPECT_THAT(*got, ElementsAre(Share(1, 3), Share(0, 0), Share(2, 0)));
 }
 
 TEST(PreferredGreedy, UniformMpsDefaultRefusesMoreThanOne) {
-  ResourceSpec spec =
-      Replicated(Mode::kMps, config::AllocationPolicy::kDistributed);
+  ResourceSpec spec = Replicated(Mode::kMps, config::AllocationPolicy::kDistributed);
   spec.fail_requests_greater_than_one = true;
-  auto one =
-      PreferredAllocation(spec, Without(All(spec), {Share(0, 0)}), {}, 1);
+  auto one = PreferredAllocation(spec, Without(All(spec), {Share(0, 0)}), {}, 1);
   ASSERT_TRUE(one.ok());
   EXPECT_THAT(*one, ElementsAre(Share(1, 0)));
   auto two = PreferredAllocation(spec, All(spec), {}, 2);
@@ -283,8 +266,7 @@ TEST(PreferredExclusive, StaysOnOneNumaNode) {
   // NUMA 0 has 3 free, NUMA 1 has 4: 4 GPUs fit only on NUMA 1.
   auto four = PreferredAllocation(spec, available, {}, 4);
   ASSERT_TRUE(four.ok());
-  EXPECT_THAT(*four,
-              ElementsAre(A100Uuid(4), A100Uuid(5), A100Uuid(6), A100Uuid(7)));
+  EXPECT_THAT(*four, ElementsAre(A100Uuid(4), A100Uuid(5), A100Uuid(6), A100Uuid(7)));
   // 2 fit on both: the tighter node keeps the other whole.
   auto two = PreferredAllocation(spec, available, {}, 2);
   ASSERT_TRUE(two.ok());
@@ -298,15 +280,14 @@ TEST(PreferredExclusive, MustIncludeFirstThenItsNumaNode) {
   EXPECT_THAT(*got, ElementsAre(A100Uuid(5), A100Uuid(4), A100Uuid(6)));
   auto spill = PreferredAllocation(spec, All(spec), {A100Uuid(5)}, 6);
   ASSERT_TRUE(spill.ok());
-  EXPECT_THAT(*spill, ElementsAre(A100Uuid(5), A100Uuid(4), A100Uuid(6),
-                                  A100Uuid(7), A100Uuid(0), A100Uuid(1)));
+  EXPECT_THAT(*spill, ElementsAre(A100Uuid(5), A100Uuid(4), A100Uuid(6), A100Uuid(7), A100Uuid(0),
+                                  A100Uuid(1)));
 }
 
 TEST(PreferredExclusive, UnknownNumaFallsBackToIndexOrder) {
   ResourceSpec spec = testing::Spec(Mode::kExclusive, 1, 4);
   for (auto& gpu : spec.gpus) gpu.numa_node.reset();
-  auto got =
-      PreferredAllocation(spec, {A100Uuid(3), A100Uuid(1), A100Uuid(2)}, {}, 2);
+  auto got = PreferredAllocation(spec, {A100Uuid(3), A100Uuid(1), A100Uuid(2)}, {}, 2);
   ASSERT_TRUE(got.ok());
   EXPECT_THAT(*got, ElementsAre(A100Uuid(1), A100Uuid(2)));
 }
@@ -315,8 +296,7 @@ TEST(PreferredExclusive, ShareIdsAreUnknown) {
   const ResourceSpec spec = testing::Spec(Mode::kExclusive, 1);
   auto got = PreferredAllocation(spec, {A100Uuid(0), Share(1, 0)}, {}, 1);
   ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.status().message(),
-            "nvidia.com/gpu: unknown device IDs: \"" + Share(1, 0) + "\"");
+  EXPECT_EQ(got.status().message(), "nvidia.com/gpu: unknown device IDs: \"" + Share(1, 0) + "\"");
 }
 
 }  // namespace

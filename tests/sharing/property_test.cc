@@ -81,8 +81,7 @@ Expected Rules(const ResourceSpec& spec, const std::vector<std::string>& ids) {
     const int g = pos.at(ParseShareId(id)->gpu_uuid);
     if (count[g]++ == 0) order.push_back(g);
   }
-  const bool proportional =
-      spec.memory_limit == config::MemoryLimit::kProportional;
+  const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
   if (k < n) {
     if (order.size() != 1) return want;
     const auto& gpu = spec.gpus[order[0]];
@@ -90,8 +89,7 @@ Expected Rules(const ResourceSpec& spec, const std::vector<std::string>& ids) {
     want.gpus = {gpu.index};
     want.threads = static_cast<int>(std::max<int64_t>(1, 100 * k / n));
     if (proportional) {
-      want.memory = absl::StrCat(
-          "0=", static_cast<int64_t>(gpu.memory_bytes >> 20) * k / n, "M");
+      want.memory = absl::StrCat("0=", static_cast<int64_t>(gpu.memory_bytes >> 20) * k / n, "M");
     }
     return want;
   }
@@ -102,8 +100,7 @@ Expected Rules(const ResourceSpec& spec, const std::vector<std::string>& ids) {
   std::vector<std::string> memory;
   for (auto [g, c] : count) {  // std::map: by position = by index here
     want.gpus.push_back(spec.gpus[g].index);
-    memory.push_back(
-        absl::StrCat(memory.size(), "=", spec.gpus[g].memory_bytes >> 20, "M"));
+    memory.push_back(absl::StrCat(memory.size(), "=", spec.gpus[g].memory_bytes >> 20, "M"));
   }
   want.ok = true;
   want.threads = 100;
@@ -227,8 +224,7 @@ TEST(SharingProperty, PerContainerMpsRandomSequences) {
           }
           EXPECT_LT(room, k) << result.status();
         } else {
-          const int whole = static_cast<int>(
-              std::count(free_before.begin(), free_before.end(), n));
+          const int whole = static_cast<int>(std::count(free_before.begin(), free_before.end(), n));
           EXPECT_LT(whole, k / n) << result.status();
         }
       }
@@ -265,8 +261,7 @@ TEST(SharingProperty, GrantAcceptsExactlyWhatTheRulesAllow) {
     std::shuffle(ids.begin(), ids.end(), rng);
     auto grant = GrantContainer(spec, ids);
     const Expected want = Rules(spec, ids);
-    ASSERT_EQ(grant.ok(), want.ok)
-        << absl::StrJoin(ids, ",") << " " << grant.status();
+    ASSERT_EQ(grant.ok(), want.ok) << absl::StrJoin(ids, ",") << " " << grant.status();
     if (grant.ok()) {
       ++accepted;
       ExpectGrantMatches(*grant, want);
@@ -279,9 +274,9 @@ TEST(SharingProperty, GrantAcceptsExactlyWhatTheRulesAllow) {
 
 // Upstream's distributed / packed pick, written the way upstream does it:
 // re-sort the candidates before every pick.
-std::vector<std::string> ReferenceGreedy(
-    const ResourceSpec& spec, const std::vector<std::string>& available,
-    const std::vector<std::string>& must, int size) {
+std::vector<std::string> ReferenceGreedy(const ResourceSpec& spec,
+                                         const std::vector<std::string>& available,
+                                         const std::vector<std::string>& must, int size) {
   auto pos = GpuPositions(spec);
   std::vector<std::pair<int, int>> candidates;  // (gpu, replica)
   std::vector<int> left(spec.gpus.size(), 0);

@@ -25,8 +25,7 @@ std::vector<unsigned> Indices(const ResourceSpec& spec) {
   return out;
 }
 
-config::ReplicatedResource Entry(std::string name, int replicas,
-                                 std::string rename = "") {
+config::ReplicatedResource Entry(std::string name, int replicas, std::string rename = "") {
   config::ReplicatedResource r;
   r.name = std::move(name);
   r.rename = std::move(rename);
@@ -107,8 +106,7 @@ TEST(BuildResources, PatternsMatchTheWholeNameAndOnlyStarIsWild) {
 TEST(BuildResources, MpsKeepsTheNameAndResolvesDefaults) {
   config::Config cfg;
   cfg.sharing.mps.resources = {Entry("gpu", 100)};
-  cfg.flags.plugin.shared_devices_allocation_policy =
-      config::AllocationPolicy::kPacked;
+  cfg.flags.plugin.shared_devices_allocation_policy = config::AllocationPolicy::kPacked;
   auto specs = BuildResources(cfg, testing::A100Node());
   ASSERT_TRUE(specs.ok()) << specs.status();
   ASSERT_EQ(specs->size(), 1u);
@@ -183,8 +181,7 @@ TEST(BuildResources, RenameByDefaultWithDeviceCount) {
   cfg.sharing.mps.resources[0].devices = Count(3);
   auto specs = BuildResources(cfg, testing::A100Node());
   ASSERT_TRUE(specs.ok()) << specs.status();
-  ASSERT_THAT(Names(*specs),
-              ElementsAre("nvidia.com/gpu", "nvidia.com/gpu.shared"));
+  ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/gpu", "nvidia.com/gpu.shared"));
   EXPECT_EQ((*specs)[0].mode, Mode::kExclusive);
   EXPECT_THAT(Indices((*specs)[0]), ElementsAre(3u, 4u, 5u, 6u, 7u));
   EXPECT_EQ((*specs)[1].mode, Mode::kMps);
@@ -198,8 +195,7 @@ TEST(BuildResources, DevicesListOfIndicesAndUuids) {
   cfg.sharing.mps.resources[0].devices = List({"6", A100Uuid(1), "1", "3"});
   auto specs = BuildResources(cfg, testing::A100Node());
   ASSERT_TRUE(specs.ok()) << specs.status();
-  ASSERT_THAT(Names(*specs),
-              ElementsAre("nvidia.com/gpu", "nvidia.com/gpu-mps"));
+  ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/gpu", "nvidia.com/gpu-mps"));
   EXPECT_THAT(Indices((*specs)[0]), ElementsAre(0u, 2u, 4u, 5u, 7u));
   EXPECT_THAT(Indices((*specs)[1]), ElementsAre(1u, 3u, 6u));
 }
@@ -273,8 +269,8 @@ TEST(BuildResources, BothSharingKindsOnDifferentGpus) {
   cfg.sharing.mps.resources[0].devices = List({"4", "5"});
   auto specs = BuildResources(cfg, testing::A100Node());
   ASSERT_TRUE(specs.ok()) << specs.status();
-  ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/gpu", "nvidia.com/gpu-mps",
-                                         "nvidia.com/gpu-ts"));
+  ASSERT_THAT(Names(*specs),
+              ElementsAre("nvidia.com/gpu", "nvidia.com/gpu-mps", "nvidia.com/gpu-ts"));
   EXPECT_THAT(Indices((*specs)[0]), ElementsAre(6u, 7u));
   EXPECT_EQ((*specs)[1].mode, Mode::kMps);
   EXPECT_EQ((*specs)[1].replicas, 100);
@@ -301,8 +297,7 @@ TEST(BuildResources, OneGpuSharedTwiceIsAnError) {
 TEST(BuildResources, EntriesMergeUnderOneNameOnlyWhenTheyAgree) {
   config::Config cfg;
   cfg.resources.gpus = {{"*A100*", "a100"}, {"*H100*", "h100"}};
-  cfg.sharing.mps.resources = {Entry("a100", 100, "shared"),
-                               Entry("h100", 100, "shared")};
+  cfg.sharing.mps.resources = {Entry("a100", 100, "shared"), Entry("h100", 100, "shared")};
   auto specs = BuildResources(cfg, MixedNode());
   ASSERT_TRUE(specs.ok()) << specs.status();
   ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/shared"));

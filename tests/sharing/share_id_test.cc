@@ -30,15 +30,13 @@ TEST(ShareId, BareUuidHasNoReplica) {
 
 TEST(ShareId, RejectsMalformedIds) {
   for (const char* bad :
-       {"", "::1", "GPU-x::", "GPU-x::-1", "GPU-x::+1", "GPU-x::01",
-        "GPU-x::1a", "GPU-x:: 1", "GPU-x::1::2", "GPU-x:1", "GPU x::1",
-        "GPU-x\n", "GPU-x::1234567890", ":GPU-x"}) {
+       {"", "::1", "GPU-x::", "GPU-x::-1", "GPU-x::+1", "GPU-x::01", "GPU-x::1a", "GPU-x:: 1",
+        "GPU-x::1::2", "GPU-x:1", "GPU x::1", "GPU-x\n", "GPU-x::1234567890", ":GPU-x"}) {
     auto parsed = ParseShareId(bad);
     EXPECT_FALSE(parsed.ok()) << "accepted \"" << bad << "\"";
     if (!parsed.ok()) {
       EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
-      EXPECT_EQ(parsed.status().message(),
-                "malformed device ID \"" + std::string(bad) + "\"");
+      EXPECT_EQ(parsed.status().message(), "malformed device ID \"" + std::string(bad) + "\"");
     }
   }
 }

@@ -63,9 +63,7 @@ inline ResourceSpec MpsSpec(int replicas = 100, int gpus = 8) {
   return Spec(Mode::kMps, replicas, gpus);
 }
 
-inline std::string Share(int gpu, int replica) {
-  return FormatShareId(A100Uuid(gpu), replica);
-}
+inline std::string Share(int gpu, int replica) { return FormatShareId(A100Uuid(gpu), replica); }
 
 // Shares [from, to) of a GPU.
 inline std::vector<std::string> Shares(int gpu, int from, int to) {
@@ -98,8 +96,7 @@ class FakeKubelet {
   }
 
   // GetPreferredAllocation, then Allocate with its answer; records the IDs.
-  absl::StatusOr<Admission> Admit(int size,
-                                  const std::vector<std::string>& must = {}) {
+  absl::StatusOr<Admission> Admit(int size, const std::vector<std::string>& must = {}) {
     auto available = Available();
     if (static_cast<size_t>(size) > available.size()) {
       return absl::ResourceExhaustedError("kubelet: not enough devices");
@@ -116,9 +113,7 @@ class FakeKubelet {
     for (const auto& id : ids) allocated_.erase(id);
   }
 
-  const std::unordered_set<std::string>& allocated() const {
-    return allocated_;
-  }
+  const std::unordered_set<std::string>& allocated() const { return allocated_; }
   const ResourceSpec& spec() const { return spec_; }
 
  private:

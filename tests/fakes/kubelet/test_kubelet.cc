@@ -111,7 +111,8 @@ grpc::Status TestKubelet::HandleRegister(const v1beta1::RegisterRequest& request
   auto stream_context = std::make_shared<grpc::ClientContext>();
   std::shared_ptr<grpc::ClientContext> replaced;
   absl::MutexLock lock(&mu_);
-  if (auto it = endpoints_.find(resource); it != endpoints_.end()) replaced = it->second.stream_context;
+  if (auto it = endpoints_.find(resource); it != endpoints_.end())
+    replaced = it->second.stream_context;
   endpoints_[resource] = Endpoint{endpoint_path, stub, stream_context};
   registrations_[resource]++;
   last_request_[resource] = request;

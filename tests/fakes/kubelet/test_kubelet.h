@@ -70,8 +70,8 @@ class TestKubelet {
   absl::StatusOr<std::vector<std::string>> GetPreferredAllocation(
       const std::string& resource, const std::vector<std::string>& available,
       const std::vector<std::string>& must_include, int size);
-  absl::StatusOr<v1beta1::AllocateResponse> Allocate(const std::string& resource,
-                                                     const std::vector<std::vector<std::string>>& containers);
+  absl::StatusOr<v1beta1::AllocateResponse> Allocate(
+      const std::string& resource, const std::vector<std::vector<std::string>>& containers);
 
   // Kubelet-like admission of one container asking for `count` devices of `resource`:
   // available = healthy devices not in use; ask the plugin's preference; fill any shortfall;

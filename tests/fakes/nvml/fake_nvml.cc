@@ -57,8 +57,7 @@ struct nvmlDevice_st {
 };
 
 struct nvmlEventSet_st {
-  std::map<nvmlDevice_st*, unsigned long long>
-      registered;  // device -> registered type bits
+  std::map<nvmlDevice_st*, unsigned long long> registered;  // device -> registered type bits
   std::deque<nvmlEventData_t> pending;
   std::deque<nvmlReturn_t> pending_errors;
   std::string events_path;  // $FAKE_NVML_EVENTS at creation; empty: no events
@@ -68,8 +67,8 @@ struct nvmlEventSet_st {
 namespace {
 
 constexpr unsigned long long kDefaultSupportedEvents =
-    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError |
-    nvmlEventTypePState | nvmlEventTypeXidCriticalError;
+    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError | nvmlEventTypePState |
+    nvmlEventTypeXidCriticalError;
 constexpr auto kPollStep = std::chrono::milliseconds(20);
 
 struct State {
@@ -114,8 +113,7 @@ unsigned long long NumberField(const nlohmann::json& obj, const char* key,
                                unsigned long long fallback) {
   if (!obj.contains(key)) return fallback;
   const nlohmann::json& v = obj.at(key);
-  if (v.is_number_unsigned() || v.is_number_integer())
-    return v.get<unsigned long long>();
+  if (v.is_number_unsigned() || v.is_number_integer()) return v.get<unsigned long long>();
   if (v.is_string()) {
     if (auto n = ParseNumber(v.get<std::string>())) return *n;
   }
@@ -141,15 +139,13 @@ std::map<std::string, nvmlReturn_t> ParseFailures(const char* spec) {
       name = item.substr(0, eq);
       code = ParseNumber(item.substr(eq + 1));
       if (!code) {
-        std::fprintf(
-            stderr, "fake-nvml: FAKE_NVML_FAIL: bad code in \"%s\" (ignored)\n",
-            item.c_str());
+        std::fprintf(stderr, "fake-nvml: FAKE_NVML_FAIL: bad code in \"%s\" (ignored)\n",
+                     item.c_str());
         continue;
       }
     }
     if (name == "init") name = "nvmlInit_v2";
-    nvmlReturn_t ret = name == "nvmlInit_v2" ? NVML_ERROR_DRIVER_NOT_LOADED
-                                             : NVML_ERROR_UNKNOWN;
+    nvmlReturn_t ret = name == "nvmlInit_v2" ? NVML_ERROR_DRIVER_NOT_LOADED : NVML_ERROR_UNKNOWN;
     if (code) ret = static_cast<nvmlReturn_t>(*code);
     out[name] = ret;
   }
@@ -169,11 +165,10 @@ nvmlReturn_t LoadNode(State& s) {
   }
   std::ifstream in(path);
   if (!in) {
-    std::fprintf(
-        stderr,
-        "fake-nvml: nvmlInit_v2: cannot read FAKE_NVML_NODE=%s (%s); reporting "
-        "DRIVER_NOT_LOADED\n",
-        path, std::strerror(errno));
+    std::fprintf(stderr,
+                 "fake-nvml: nvmlInit_v2: cannot read FAKE_NVML_NODE=%s (%s); reporting "
+                 "DRIVER_NOT_LOADED\n",
+                 path, std::strerror(errno));
     return NVML_ERROR_DRIVER_NOT_LOADED;
   }
   try {
@@ -194,27 +189,20 @@ nvmlReturn_t LoadNode(State& s) {
       d.cc_minor = static_cast<int>(NumberField(g, "cc_minor", 0));
       const std::string bus = g.at("pci_bus_id").get<std::string>();
       unsigned domain = 0, bus_no = 0, dev_no = 0, fn = 0;
-      if (std::sscanf(bus.c_str(), "%x:%x:%x.%x", &domain, &bus_no, &dev_no,
-                      &fn) != 4) {
-        throw std::runtime_error("gpu " + std::to_string(i) +
-                                 ": bad pci_bus_id \"" + bus + "\"");
+      if (std::sscanf(bus.c_str(), "%x:%x:%x.%x", &domain, &bus_no, &dev_no, &fn) != 4) {
+        throw std::runtime_error("gpu " + std::to_string(i) + ": bad pci_bus_id \"" + bus + "\"");
       }
       d.pci_domain = domain;
       d.pci_bus = bus_no;
       d.pci_device = dev_no;
-      d.pci_device_id =
-          static_cast<unsigned>(NumberField(g, "pci_device_id", 0));
-      d.pci_subsystem_id =
-          static_cast<unsigned>(NumberField(g, "pci_subsystem_id", 0));
-      d.supported_events =
-          NumberField(g, "supported_events", kDefaultSupportedEvents);
-      if (parsed.count(d.uuid) != 0)
-        throw std::runtime_error("duplicate uuid " + d.uuid);
+      d.pci_device_id = static_cast<unsigned>(NumberField(g, "pci_device_id", 0));
+      d.pci_subsystem_id = static_cast<unsigned>(NumberField(g, "pci_subsystem_id", 0));
+      d.supported_events = NumberField(g, "supported_events", kDefaultSupportedEvents);
+      if (parsed.count(d.uuid) != 0) throw std::runtime_error("duplicate uuid " + d.uuid);
       parsed.emplace(d.uuid, std::move(d));
     }
     s.driver_version = node.value("driver_version", std::string("550.54.15"));
-    s.cuda_driver_version =
-        static_cast<int>(NumberField(node, "cuda_driver_version", 12040));
+    s.cuda_driver_version = static_cast<int>(NumberField(node, "cuda_driver_version", 12040));
     s.devices.assign(parsed.size(), nullptr);
     for (auto& [uuid, d] : parsed) {
       std::unique_ptr<nvmlDevice_st>& slot = s.all_devices[uuid];
@@ -224,20 +212,17 @@ nvmlReturn_t LoadNode(State& s) {
     }
     return NVML_SUCCESS;
   } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "fake-nvml: nvmlInit_v2: invalid node description %s: %s\n",
-                 path, e.what());
+    std::fprintf(stderr, "fake-nvml: nvmlInit_v2: invalid node description %s: %s\n", path,
+                 e.what());
     return NVML_ERROR_UNKNOWN;
   }
 }
 
 // The injected failure for `symbol` (on the device with `index`, if given),
 // else SUCCESS.
-nvmlReturn_t Injected(const State& s, const char* symbol,
-                      std::optional<unsigned> index = {}) {
+nvmlReturn_t Injected(const State& s, const char* symbol, std::optional<unsigned> index = {}) {
   if (index) {
-    auto it =
-        s.failures.find(std::string(symbol) + "@" + std::to_string(*index));
+    auto it = s.failures.find(std::string(symbol) + "@" + std::to_string(*index));
     if (it != s.failures.end()) return it->second;
   }
   auto it = s.failures.find(symbol);
@@ -245,26 +230,23 @@ nvmlReturn_t Injected(const State& s, const char* symbol,
 }
 
 // Common preamble: initialised, then any injected failure.
-nvmlReturn_t Enter(const State& s, const char* symbol,
-                   std::optional<unsigned> index = {}) {
+nvmlReturn_t Enter(const State& s, const char* symbol, std::optional<unsigned> index = {}) {
   if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
   return Injected(s, symbol, index);
 }
 
 bool ValidDevice(const State& s, nvmlDevice_t device) {
-  return device != nullptr && std::find(s.devices.begin(), s.devices.end(),
-                                        device) != s.devices.end();
+  return device != nullptr &&
+         std::find(s.devices.begin(), s.devices.end(), device) != s.devices.end();
 }
 
-nvmlReturn_t EnterDevice(const State& s, const char* symbol,
-                         nvmlDevice_t device) {
+nvmlReturn_t EnterDevice(const State& s, const char* symbol, nvmlDevice_t device) {
   if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
   if (!ValidDevice(s, device)) return NVML_ERROR_INVALID_ARGUMENT;
   return Injected(s, symbol, device->index);
 }
 
-nvmlReturn_t CopyString(const std::string& value, char* buf,
-                        unsigned int length) {
+nvmlReturn_t CopyString(const std::string& value, char* buf, unsigned int length) {
   if (buf == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
   if (value.size() + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
   std::memcpy(buf, value.c_str(), value.size() + 1);
@@ -307,8 +289,7 @@ void ReadEvents(State& s, nvmlEventSet_st& set) {
       std::string code;
       words >> code;
       auto n = ParseNumber(code);
-      set.pending_errors.push_back(n ? static_cast<nvmlReturn_t>(*n)
-                                     : NVML_ERROR_UNKNOWN);
+      set.pending_errors.push_back(n ? static_cast<nvmlReturn_t>(*n) : NVML_ERROR_UNKNOWN);
       continue;
     }
     words >> uuid;
@@ -320,9 +301,7 @@ void ReadEvents(State& s, nvmlEventSet_st& set) {
       words >> xid;
       auto n = ParseNumber(xid);
       if (!n) {
-        std::fprintf(stderr,
-                     "fake-nvml: events: bad xid line \"%s\" (ignored)\n",
-                     line.c_str());
+        std::fprintf(stderr, "fake-nvml: events: bad xid line \"%s\" (ignored)\n", line.c_str());
         continue;
       }
       e.eventType = nvmlEventTypeXidCriticalError;
@@ -337,15 +316,13 @@ void ReadEvents(State& s, nvmlEventSet_st& set) {
     } else if (kind == "ecc-sbe") {
       e.eventType = nvmlEventTypeSingleBitEccError;
     } else {
-      std::fprintf(stderr, "fake-nvml: events: unknown line \"%s\" (ignored)\n",
-                   line.c_str());
+      std::fprintf(stderr, "fake-nvml: events: unknown line \"%s\" (ignored)\n", line.c_str());
       continue;
     }
     e.device = FindByUuid(s, uuid);
     if (e.device == nullptr) continue;
     auto reg = set.registered.find(e.device);
-    if (reg == set.registered.end() || (reg->second & e.eventType) == 0)
-      continue;
+    if (reg == set.registered.end() || (reg->second & e.eventType) == 0) continue;
     set.pending.push_back(e);
   }
 }
@@ -439,10 +416,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlInit_v2(void) {
     std::lock_guard lock(s.mu);
     auto failures = ParseFailures(std::getenv("FAKE_NVML_FAIL"));
     if (auto it = failures.find("nvmlInit_v2"); it != failures.end()) {
-      std::fprintf(
-          stderr,
-          "fake-nvml: nvmlInit_v2: failing as FAKE_NVML_FAIL asks (%d)\n",
-          static_cast<int>(it->second));
+      std::fprintf(stderr, "fake-nvml: nvmlInit_v2: failing as FAKE_NVML_FAIL asks (%d)\n",
+                   static_cast<int>(it->second));
       return it->second;
     }
     if (s.refcount == 0) {
@@ -455,9 +430,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlInit_v2(void) {
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int /*flags*/) {
-  return nvmlInit_v2();
-}
+FAKE_NVML_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int /*flags*/) { return nvmlInit_v2(); }
 
 FAKE_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
   return Guard(__func__, [] {
@@ -473,31 +446,24 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
   });
 }
 
-FAKE_NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
-  return ErrorText(result);
-}
+FAKE_NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t result) { return ErrorText(result); }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version,
-                                                         unsigned int length) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version, unsigned int length) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = Enter(s, "nvmlSystemGetDriverVersion"); r != NVML_SUCCESS)
-      return r;
+    if (auto r = Enter(s, "nvmlSystemGetDriverVersion"); r != NVML_SUCCESS) return r;
     return CopyString(s.driver_version, version, length);
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char* version,
-                                                       unsigned int length) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char* version, unsigned int length) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = Enter(s, "nvmlSystemGetNVMLVersion"); r != NVML_SUCCESS)
-      return r;
-    return CopyString(
-        std::to_string(s.cuda_driver_version / 1000) + "." + s.driver_version,
-        version, length);
+    if (auto r = Enter(s, "nvmlSystemGetNVMLVersion"); r != NVML_SUCCESS) return r;
+    return CopyString(std::to_string(s.cuda_driver_version / 1000) + "." + s.driver_version,
+                      version, length);
   });
 }
 
@@ -505,8 +471,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* version) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion"); r != NVML_SUCCESS)
-      return r;
+    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion"); r != NVML_SUCCESS) return r;
     if (version == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *version = s.cuda_driver_version;
     return NVML_SUCCESS;
@@ -517,9 +482,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* version) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion_v2");
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = Enter(s, "nvmlSystemGetCudaDriverVersion_v2"); r != NVML_SUCCESS) return r;
     if (version == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *version = s.cuda_driver_version;
     return NVML_SUCCESS;
@@ -537,33 +500,27 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* count) {
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t
-nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t* device) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index,
+                                                            nvmlDevice_t* device) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = Enter(s, "nvmlDeviceGetHandleByIndex_v2", index);
-        r != NVML_SUCCESS)
-      return r;
-    if (device == nullptr || index >= s.devices.size())
-      return NVML_ERROR_INVALID_ARGUMENT;
+    if (auto r = Enter(s, "nvmlDeviceGetHandleByIndex_v2", index); r != NVML_SUCCESS) return r;
+    if (device == nullptr || index >= s.devices.size()) return NVML_ERROR_INVALID_ARGUMENT;
     *device = s.devices[index];
     return NVML_SUCCESS;
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid,
-                                                        nvmlDevice_t* device) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
     if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
-    if (uuid == nullptr || device == nullptr)
-      return NVML_ERROR_INVALID_ARGUMENT;
+    if (uuid == nullptr || device == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     nvmlDevice_t found = FindByUuid(s, uuid);
     if (found == nullptr) return NVML_ERROR_NOT_FOUND;
-    if (auto r = Injected(s, "nvmlDeviceGetHandleByUUID", found->index);
-        r != NVML_SUCCESS) {
+    if (auto r = Injected(s, "nvmlDeviceGetHandleByUUID", found->index); r != NVML_SUCCESS) {
       return r;
     }
     *device = found;
@@ -576,8 +533,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device); r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device); r != NVML_SUCCESS) return r;
     return CopyString(device->uuid, uuid, length);
   });
 }
@@ -587,48 +543,38 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device); r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device); r != NVML_SUCCESS) return r;
     return CopyString(device->name, name, length);
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device,
-                                                 unsigned int* index) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int* index) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device);
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device); r != NVML_SUCCESS) return r;
     if (index == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *index = device->index;
     return NVML_SUCCESS;
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device,
-                                                       unsigned int* minor) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int* minor) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMinorNumber", device);
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMinorNumber", device); r != NVML_SUCCESS) return r;
     if (minor == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *minor = device->minor;
     return NVML_SUCCESS;
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device,
-                                                      nvmlMemory_t* memory) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device);
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device); r != NVML_SUCCESS) return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     memory->total = device->memory_total;
     memory->used = device->memory_used;
@@ -637,17 +583,14 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device,
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t
-nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
+                                                         nvmlMemory_v2_t* memory) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device);
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device); r != NVML_SUCCESS) return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
-    if (memory->version != nvmlMemory_v2)
-      return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     memory->total = device->memory_total;
     memory->reserved = 0;
     memory->used = device->memory_used;
@@ -656,21 +599,17 @@ nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device,
-                                                      nvmlPciInfo_t* pci) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t* pci) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetPciInfo_v3", device);
-        r != NVML_SUCCESS)
-      return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetPciInfo_v3", device); r != NVML_SUCCESS) return r;
     if (pci == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *pci = nvmlPciInfo_t{};
-    std::snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy),
-                  "%04X:%02X:%02X.0", device->pci_domain & 0xFFFFu,
+    std::snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "%04X:%02X:%02X.0",
+                  device->pci_domain & 0xFFFFu, device->pci_bus, device->pci_device);
+    std::snprintf(pci->busId, sizeof(pci->busId), "%08X:%02X:%02X.0", device->pci_domain,
                   device->pci_bus, device->pci_device);
-    std::snprintf(pci->busId, sizeof(pci->busId), "%08X:%02X:%02X.0",
-                  device->pci_domain, device->pci_bus, device->pci_device);
     pci->domain = device->pci_domain;
     pci->bus = device->pci_bus;
     pci->device = device->pci_device;
@@ -680,17 +619,15 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device,
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(
-    nvmlDevice_t device, int* major, int* minor) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int* major,
+                                                                 int* minor) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetCudaComputeCapability", device);
-        r != NVML_SUCCESS) {
+    if (auto r = EnterDevice(s, "nvmlDeviceGetCudaComputeCapability", device); r != NVML_SUCCESS) {
       return r;
     }
-    if (major == nullptr || minor == nullptr)
-      return NVML_ERROR_INVALID_ARGUMENT;
+    if (major == nullptr || minor == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *major = device->cc_major;
     *minor = device->cc_minor;
     return NVML_SUCCESS;
@@ -704,8 +641,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
     if (auto r = Enter(s, "nvmlEventSetCreate"); r != NVML_SUCCESS) return r;
     if (set == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     auto created = std::make_unique<nvmlEventSet_st>();
-    if (const char* path = std::getenv("FAKE_NVML_EVENTS"))
-      created->events_path = path;
+    if (const char* path = std::getenv("FAKE_NVML_EVENTS")) created->events_path = path;
     // Like real NVML, events from before the set existed are not delivered.
     created->offset = FileSize(created->events_path);
     *set = created.get();
@@ -715,13 +651,12 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(
-    nvmlDevice_t device, unsigned long long* eventTypes) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
+                                                               unsigned long long* eventTypes) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetSupportedEventTypes", device);
-        r != NVML_SUCCESS) {
+    if (auto r = EnterDevice(s, "nvmlDeviceGetSupportedEventTypes", device); r != NVML_SUCCESS) {
       return r;
     }
     if (eventTypes == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
@@ -730,41 +665,35 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(
-    nvmlDevice_t device, unsigned long long eventTypes, nvmlEventSet_t set) {
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device,
+                                                       unsigned long long eventTypes,
+                                                       nvmlEventSet_t set) {
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceRegisterEvents", device);
-        r != NVML_SUCCESS)
-      return r;
-    if (set == nullptr || s.sets.count(set) == 0)
-      return NVML_ERROR_INVALID_ARGUMENT;
+    if (auto r = EnterDevice(s, "nvmlDeviceRegisterEvents", device); r != NVML_SUCCESS) return r;
+    if (set == nullptr || s.sets.count(set) == 0) return NVML_ERROR_INVALID_ARGUMENT;
     // Any requested type the device lacks: nothing is registered (the set stays
     // usable).
-    if ((eventTypes & ~device->supported_events) != 0)
-      return NVML_ERROR_NOT_SUPPORTED;
+    if ((eventTypes & ~device->supported_events) != 0) return NVML_ERROR_NOT_SUPPORTED;
     set->registered[device] |= eventTypes;
     char line[160];
-    std::snprintf(line, sizeof(line), "nvmlDeviceRegisterEvents %s 0x%llx",
-                  device->uuid.c_str(), eventTypes);
+    std::snprintf(line, sizeof(line), "nvmlDeviceRegisterEvents %s 0x%llx", device->uuid.c_str(),
+                  eventTypes);
     Log(line);
     return NVML_SUCCESS;
   });
 }
 
-FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set,
-                                                  nvmlEventData_t* data,
+FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t* data,
                                                   unsigned int timeoutms) {
   return Guard(__func__, [&] {
     State& s = S();
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
     for (;;) {
       {
         std::lock_guard lock(s.mu);
-        if (auto r = Enter(s, "nvmlEventSetWait_v2"); r != NVML_SUCCESS)
-          return r;
+        if (auto r = Enter(s, "nvmlEventSetWait_v2"); r != NVML_SUCCESS) return r;
         if (set == nullptr || data == nullptr || s.sets.count(set) == 0) {
           return NVML_ERROR_INVALID_ARGUMENT;
         }
@@ -782,8 +711,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set,
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return NVML_ERROR_TIMEOUT;
-      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-          kPollStep, deadline - now));
+      std::this_thread::sleep_for(
+          std::min<std::chrono::steady_clock::duration>(kPollStep, deadline - now));
     }
   });
 }
@@ -793,17 +722,15 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
     State& s = S();
     std::lock_guard lock(s.mu);
     if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
-    if (set == nullptr || s.sets.erase(set) == 0)
-      return NVML_ERROR_INVALID_ARGUMENT;
+    if (set == nullptr || s.sets.erase(set) == 0) return NVML_ERROR_INVALID_ARGUMENT;
     Log("nvmlEventSetFree");
     return NVML_SUCCESS;
   });
 }
 
 // The definitions above must match the ABI the plugin calls through.
-#define FAKE_NVML_CHECK_TYPE(name)                          \
-  static_assert(std::is_same_v<decltype(&name), name##_fn>, \
-                #name " does not match nvml_abi.h");
+#define FAKE_NVML_CHECK_TYPE(name) \
+  static_assert(std::is_same_v<decltype(&name), name##_fn>, #name " does not match nvml_abi.h");
 FAKE_NVML_CHECK_TYPE(nvmlInit_v2)
 FAKE_NVML_CHECK_TYPE(nvmlInitWithFlags)
 FAKE_NVML_CHECK_TYPE(nvmlShutdown)
