@@ -16,7 +16,8 @@ if [[ ! -f "$build/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
 fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DNVDP_BUILD_TESTS=ON -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
-cmake --build "$build" -j "$jobs" --target sharing_bench daemon_footprint >/dev/null
+cmake --build "$build" -j "$jobs" --target sharing_bench daemon_footprint >"$build/build.log" ||
+  { tail -30 "$build/build.log"; exit 1; }
 
 json="$build/sharing_bench.json"
 "$build/bin/sharing_bench" --benchmark_format=json "$@" >"$json"
@@ -52,4 +53,4 @@ PY
 echo
 echo "Daemon footprint (8x A100-40GB fake node, test kubelet):"
 echo
-"$build/bin/daemon_footprint" 2>/dev/null
+"$build/bin/daemon_footprint" 2>/dev/null | grep -v "^fake-mps-control"
