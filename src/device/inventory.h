@@ -15,15 +15,15 @@
 namespace nvdp::device {
 
 struct Gpu {
-  std::string uuid;
+  std::string uuid{};
   unsigned index = 0;
   unsigned minor = 0;
-  std::string name;
+  std::string name{};
   uint64_t memory_bytes = 0;
   int cc_major = 0;
   int cc_minor = 0;
-  std::string pci_bus_id;        // sysfs form: "0000:07:00.0" (lower case, 4-digit domain)
-  std::optional<int> numa_node;  // from /sys/bus/pci/devices/<bus>/numa_node; nullopt if unknown
+  std::string pci_bus_id{};        // sysfs form: "0000:07:00.0" (lower case, 4-digit domain)
+  std::optional<int> numa_node{};  // from /sys/bus/pci/devices/<bus>/numa_node; nullopt if unknown
 
   std::string DevicePath() const { return "/dev/nvidia" + std::to_string(minor); }
 };

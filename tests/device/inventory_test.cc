@@ -1,0 +1,31 @@
+// Inventory helpers that need no NVML (discovery itself is tested against the fake library in
+// tests/nvml/inventory_fake_nvml_test.cc).
+#include "device/inventory.h"
+
+#include "gtest/gtest.h"
+
+namespace nvdp::device {
+namespace {
+
+TEST(InventoryTest, NvmlBusIdBecomesTheSysfsName) {
+  EXPECT_EQ(NvmlBusIdToSysfs("00000000:07:00.0"), "0000:07:00.0");
+  EXPECT_EQ(NvmlBusIdToSysfs("00000000:BD:00.0"), "0000:bd:00.0");
+  // A domain that does not start with four zeros keeps all eight digits.
+  EXPECT_EQ(NvmlBusIdToSysfs("00010000:07:00.0"), "00010000:07:00.0");
+  EXPECT_EQ(NvmlBusIdToSysfs("0000:07:00.0"), "0000:07:00.0");
+}
+
+TEST(InventoryTest, FindsGpusByUuidAndIndex) {
+  Inventory inventory;
+  inventory.gpus = {Gpu{.uuid = "GPU-a", .index = 0, .minor = 3},
+                    Gpu{.uuid = "GPU-b", .index = 1, .minor = 7}};
+  ASSERT_NE(inventory.FindByUuid("GPU-b"), nullptr);
+  EXPECT_EQ(inventory.FindByUuid("GPU-b")->index, 1u);
+  EXPECT_EQ(inventory.FindByUuid("GPU-c"), nullptr);
+  ASSERT_NE(inventory.FindByIndex(0), nullptr);
+  EXPECT_EQ(inventory.FindByIndex(0)->DevicePath(), "/dev/nvidia3");
+  EXPECT_EQ(inventory.FindByIndex(2), nullptr);
+}
+
+}  // namespace
+}  // namespace nvdp::device

@@ -1,0 +1,134 @@
+// Health rules (upstream's Xid filter and DP_*_HEALTHCHECKS) and the monitor loop against a
+// scripted Nvml.
+#include "health/health_monitor.h"
+
+#include <deque>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace nvdp::health {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+nvml::Event Xid(uint64_t xid) { return {"GPU-0", nvml::kEventXidCritical, xid}; }
+
+TEST(HealthSettingsTest, DefaultsIgnoreApplicationXids) {
+  HealthSettings settings = ParseHealthSettings(std::nullopt, std::nullopt);
+  EXPECT_TRUE(settings.enabled);
+  for (uint64_t xid : {13, 31, 43, 45, 68, 109}) EXPECT_FALSE(IsCritical(Xid(xid), settings));
+  EXPECT_TRUE(IsCritical(Xid(79), settings));
+  EXPECT_TRUE(IsCritical(Xid(48), settings));
+  // Only Xid events act (as upstream): ECC events are logged, not acted on.
+  EXPECT_FALSE(IsCritical({"GPU-0", nvml::kEventDoubleBitEcc, 0}, settings));
+}
+
+TEST(HealthSettingsTest, DisableAllOrXidsTurnsChecksOff) {
+  EXPECT_FALSE(ParseHealthSettings("all", std::nullopt).enabled);
+  EXPECT_FALSE(ParseHealthSettings(" XIDS ", std::nullopt).enabled);
+  EXPECT_FALSE(IsCritical(Xid(79), ParseHealthSettings("all", std::nullopt)));
+}
+
+TEST(HealthSettingsTest, ListsAddAndRemoveIgnoredXids) {
+  auto settings = ParseHealthSettings("79, 48", "13,31");
+  EXPECT_FALSE(IsCritical(Xid(79), settings));
+  EXPECT_FALSE(IsCritical(Xid(48), settings));
+  EXPECT_TRUE(IsCritical(Xid(13), settings));
+  EXPECT_TRUE(IsCritical(Xid(31), settings));
+  EXPECT_FALSE(IsCritical(Xid(43), settings));
+  EXPECT_TRUE(IsCritical(Xid(43), ParseHealthSettings(std::nullopt, "all")));
+}
+
+// Replays a fixed list of wait results, then times out until stopped.
+class ScriptedNvml : public nvml::Nvml {
+ public:
+  explicit ScriptedNvml(std::deque<absl::StatusOr<std::optional<nvml::Event>>> script)
+      : script_(std::move(script)) {}
+  absl::Status Init() override { return absl::OkStatus(); }
+  absl::Status Shutdown() override { return absl::OkStatus(); }
+  absl::StatusOr<std::string> DriverVersion() override { return std::string("test"); }
+  absl::StatusOr<unsigned> GpuCount() override { return 0u; }
+  absl::StatusOr<nvml::GpuInfo> GpuByIndex(unsigned) override { return absl::NotFoundError(""); }
+  absl::StatusOr<nvml::GpuInfo> GpuByUuid(const std::string&) override {
+    return absl::NotFoundError("");
+  }
+  absl::Status WatchEvents(const std::vector<std::string>& uuids, uint64_t types) override {
+    watched_ = uuids;
+    types_ = types;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<nvml::Event>> WaitForEvent(std::chrono::milliseconds) override {
+    absl::MutexLock lock(&mu_);
+    if (script_.empty()) return std::optional<nvml::Event>();
+    auto next = script_.front();
+    script_.pop_front();
+    return next;
+  }
+  std::vector<std::string> watched_;
+  uint64_t types_ = 0;
+
+ private:
+  absl::Mutex mu_;
+  std::deque<absl::StatusOr<std::optional<nvml::Event>>> script_ ABSL_GUARDED_BY(mu_);
+};
+
+class Recorder {
+ public:
+  HealthMonitor::Callback Callback() {
+    return [this](const std::string& uuid, bool healthy) {
+      absl::MutexLock lock(&mu_);
+      calls_.emplace_back(uuid, healthy);
+    };
+  }
+  std::vector<std::pair<std::string, bool>> WaitFor(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return calls_.size() >= n; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(20));
+    return calls_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::pair<std::string, bool>> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(HealthMonitorTest, MarksOnlyGpusWithCriticalXids) {
+  ScriptedNvml nvml(
+      {std::optional<nvml::Event>(nvml::Event{"GPU-1", nvml::kEventXidCritical, 43}),
+       std::optional<nvml::Event>(),
+       std::optional<nvml::Event>(nvml::Event{"GPU-1", nvml::kEventXidCritical, 79})});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {"GPU-0", "GPU-1"}, {}, recorder.Callback(),
+                        std::chrono::milliseconds(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  EXPECT_THAT(recorder.WaitFor(1), ElementsAre(Pair("GPU-1", false)));
+  monitor.Stop();
+  EXPECT_THAT(nvml.watched_, ElementsAre("GPU-0", "GPU-1"));
+  EXPECT_EQ(nvml.types_,
+            nvml::kEventXidCritical | nvml::kEventDoubleBitEcc | nvml::kEventSingleBitEcc);
+}
+
+TEST(HealthMonitorTest, BrokenEventSetMarksEveryGpuUnhealthy) {
+  ScriptedNvml nvml({absl::InternalError("GPU is lost")});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {"GPU-0", "GPU-1"}, {}, recorder.Callback(),
+                        std::chrono::milliseconds(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  EXPECT_THAT(recorder.WaitFor(2), ElementsAre(Pair("GPU-0", false), Pair("GPU-1", false)));
+}
+
+TEST(HealthMonitorTest, DisabledChecksDoNotWatch) {
+  ScriptedNvml nvml({});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {"GPU-0"}, ParseHealthSettings("all", std::nullopt),
+                        recorder.Callback());
+  ASSERT_TRUE(monitor.Start().ok());
+  monitor.Stop();
+  EXPECT_TRUE(nvml.watched_.empty());
+}
+
+}  // namespace
+}  // namespace nvdp::health
