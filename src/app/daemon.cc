@@ -51,6 +51,22 @@ plugin::ResponseOptions ResponseOptionsFrom(const config::Config& config) {
   return options;
 }
 
+// CDI spec generation is not part of this plugin yet: say so rather than hand out names that the
+// runtime may not resolve.
+void WarnAboutCdi(const config::Config& config) {
+  for (auto strategy : config.flags.plugin.device_list_strategy) {
+    if (strategy == config::DeviceListStrategy::kCdiAnnotations ||
+        strategy == config::DeviceListStrategy::kCdiCri) {
+      spdlog::warn(
+          "deviceListStrategy {}: this plugin does not write a CDI spec yet; containers get CDI "
+          "names k8s.device-plugin.nvidia.com/gpu=<id>, which need a spec from elsewhere "
+          "(e.g. nvidia-ctk cdi generate) under /var/run/cdi",
+          config::ToString(strategy));
+      return;
+    }
+  }
+}
+
 void LogResources(const std::vector<sharing::ResourceSpec>& resources) {
   for (const auto& spec : resources) {
     std::vector<std::string> gpus;
@@ -98,6 +114,7 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   }
   for (const auto& warning : loaded->warnings) spdlog::warn("config: {}", warning);
   config::Config config = loaded->config;
+  WarnAboutCdi(config);
   const bool fail_on_init_error = config.flags.fail_on_init_error;
 
   auto init_failed = [&](const std::string& what) {
