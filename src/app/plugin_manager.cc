@@ -103,6 +103,7 @@ void PluginManager::Update(std::vector<sharing::ResourceSpec> resources,
     it->second.spec = std::move(spec);
     it->second.remove = false;
     it->second.needs_serve = it->second.needs_register = true;
+    it->second.serve_requests++;
     it->second.next_attempt = absl::InfinitePast();
     it->second.backoff = options_.initial_backoff;
   }
@@ -178,6 +179,7 @@ void PluginManager::RequestServe(const std::string& name, const char* why) {
   spdlog::info("{}: {}; serving and registering again", name, why);
   Entry& entry = it->second;
   entry.needs_serve = entry.needs_register = true;
+  entry.serve_requests++;
   entry.next_attempt = absl::InfinitePast();
   entry.backoff = options_.initial_backoff;
 }
@@ -192,9 +194,10 @@ void PluginManager::OnDirChange(const std::string& file, kubelet::DirWatcher::Ch
   }
   if (change != kubelet::DirWatcher::Change::kDeleted) return;
   for (auto& [name, entry] : entries_) {
-    if (!entry.server || plugin::SocketNameFor(entry.spec) != file) continue;
-    // Our own restarts remove and re-create the socket: only act if it is really gone.
-    if (!std::filesystem::exists(entry.server->socket_path())) {
+    // Our own restarts remove and re-create the socket: act only when the socket this server
+    // bound is gone. (A socket removed while a server starts is caught by Work.)
+    if (plugin::SocketNameFor(entry.spec) == file && entry.server &&
+        !entry.server->SocketIsOurs()) {
       RequestServe(name, "its socket was removed");
     }
   }
@@ -247,6 +250,7 @@ void PluginManager::Work(const std::string& name) {
   absl::Duration register_timeout;
   bool remove = false;
   bool serve = false;
+  uint64_t serve_requests = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(name);
@@ -256,6 +260,7 @@ void PluginManager::Work(const std::string& name) {
     serve = entry.needs_serve || !entry.server;
     if (remove || serve) old = std::move(entry.server);
     spec = entry.spec;
+    serve_requests = entry.serve_requests;
     response = options_.response;
     kubelet_socket = options_.kubelet_socket;
     register_timeout = options_.register_timeout;
@@ -292,9 +297,16 @@ void PluginManager::Work(const std::string& name) {
     auto it = entries_.find(name);
     if (it == entries_.end()) return;
     it->second.server = std::move(server);
-    it->second.needs_serve = false;
     it->second.needs_register = true;
     ApplyHealth(it->second);
+    // Kubelet may have wiped the directory while the server started (its socket is gone), or a
+    // restart was asked for meanwhile: serve again before registering.
+    if (!it->second.server->SocketIsOurs()) {
+      RequestServe(name, "its socket was removed while it started");
+      return;
+    }
+    if (it->second.serve_requests != serve_requests) return;
+    it->second.needs_serve = false;
   }
 
   auto status =

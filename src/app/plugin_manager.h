@@ -67,9 +67,10 @@ class PluginManager {
   struct Entry {
     sharing::ResourceSpec spec;
     std::unique_ptr<plugin::DevicePluginServer> server;
-    bool gated = false;       // waits for SetResourceReady(true) before first serving
-    bool ready = false;       // the gate's latest answer
-    bool needs_serve = true;  // (re)create the server
+    bool gated = false;           // waits for SetResourceReady(true) before first serving
+    bool ready = false;           // the gate's latest answer
+    bool needs_serve = true;      // (re)create the server
+    uint64_t serve_requests = 0;  // counts RequestServe calls, so none is lost mid-restart
     bool needs_register = true;
     bool remove = false;  // stop and forget
     absl::Time next_attempt = absl::InfinitePast();

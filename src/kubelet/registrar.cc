@@ -4,12 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
+#include "rpc/unix_channel.h"
 
 namespace nvdp::kubelet {
 
 absl::Status Register(const std::string& kubelet_socket, const Registration& registration,
                       std::chrono::milliseconds timeout) {
-  auto channel = grpc::CreateChannel("unix:" + kubelet_socket, grpc::InsecureChannelCredentials());
+  auto channel = rpc::UnixChannel(kubelet_socket);
   auto stub = v1beta1::Registration::NewStub(channel);
 
   v1beta1::RegisterRequest request;

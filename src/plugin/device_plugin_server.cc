@@ -1,6 +1,7 @@
 #include "plugin/device_plugin_server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "rpc/unix_channel.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::plugin {
@@ -225,8 +227,11 @@ absl::Status DevicePluginServer::Start() {
     return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", socket_path_));
   }
 
+  struct stat socket_stat {};
+  if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
+
   // Prove the socket serves before anyone registers it with kubelet.
-  auto channel = grpc::CreateChannel("unix:" + socket_path_, grpc::InsecureChannelCredentials());
+  auto channel = rpc::UnixChannel(socket_path_);
   auto stub = v1beta1::DevicePlugin::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + kSelfDialTimeout);
@@ -254,6 +259,12 @@ void DevicePluginServer::Stop() {
   server_.reset();
   ::unlink(socket_path_.c_str());
   spdlog::info("{}: stopped serving on {}", spec_.name, socket_path_);
+}
+
+bool DevicePluginServer::SocketIsOurs() const {
+  struct stat socket_stat {};
+  return server_ && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
+         S_ISSOCK(socket_stat.st_mode) && socket_stat.st_ino == socket_inode_;
 }
 
 void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {

@@ -11,6 +11,8 @@
 // may be called from any thread; gRPC callbacks run on gRPC's threads.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <memory>
 #include <set>
@@ -60,6 +62,10 @@ class DevicePluginServer {
   void SetGpuHealthy(const std::string& gpu_uuid, bool healthy);
   void SetResourceAvailable(bool available);
 
+  // True while the socket file at socket_path() is the one this server bound (kubelet restarts
+  // delete it; a new file of the same name is someone else's).
+  bool SocketIsOurs() const;
+
   const sharing::ResourceSpec& spec() const { return spec_; }
   const std::string& socket_path() const { return socket_path_; }
 
@@ -88,6 +94,7 @@ class DevicePluginServer {
   std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
+  ino_t socket_inode_ = 0;  // set by Start
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
 };

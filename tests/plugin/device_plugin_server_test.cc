@@ -149,6 +149,17 @@ TEST_F(DevicePluginServerTest, AllocateAnswersEveryContainer) {
   EXPECT_EQ(response.container_responses(1).envs().at("NVIDIA_VISIBLE_DEVICES"), "GPU-1");
 }
 
+TEST_F(DevicePluginServerTest, KnowsWhenItsSocketWasReplaced) {
+  DevicePluginServer server(spec_, {}, socket());
+  EXPECT_FALSE(server.SocketIsOurs());  // not started
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_TRUE(server.SocketIsOurs());
+  std::filesystem::remove(socket());  // kubelet wiping the directory
+  EXPECT_FALSE(server.SocketIsOurs());
+  std::ofstream(socket()) << "someone else's";
+  EXPECT_FALSE(server.SocketIsOurs());
+}
+
 TEST_F(DevicePluginServerTest, RefusesASocketPathTooLongForUnixSockets) {
   DevicePluginServer server(spec_, {}, dir_ + "/" + std::string(120, 'x') + ".sock");
   auto status = server.Start();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "rpc/unix_channel.h"
 
 namespace nvdp::testing {
 namespace {
@@ -95,7 +96,7 @@ grpc::Status TestKubelet::HandleRegister(const v1beta1::RegisterRequest& request
     return grpc::Status(grpc::StatusCode::UNKNOWN, "invalid extended resource name " + resource);
   }
   const std::string endpoint_path = dir_ + "/" + request.endpoint();
-  auto channel = grpc::CreateChannel("unix:" + endpoint_path, grpc::InsecureChannelCredentials());
+  auto channel = rpc::UnixChannel(endpoint_path);
   auto stub = std::shared_ptr<v1beta1::DevicePlugin::Stub>(v1beta1::DevicePlugin::NewStub(channel));
   {
     grpc::ClientContext context;
