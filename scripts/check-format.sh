@@ -2,7 +2,7 @@
 # Fails if any C++ source differs from .clang-format (run `scripts/check-format.sh --fix` to fix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.cc' '*.h' '*.cu')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cc' '*.h' '*.cu')
 if [[ "${1:-}" == "--fix" ]]; then
   clang-format -i "${files[@]}"
 else
