@@ -48,6 +48,12 @@ constexpr std::array<std::pair<MemoryLimit, std::string_view>, 2> kMemoryLimits 
     {MemoryLimit::kProportional, "proportional"},
     {MemoryLimit::kNone, "none"},
 }};
+constexpr std::array<std::pair<DeviceDiscoveryStrategy, std::string_view>, 3>
+    kDeviceDiscoveryStrategies = {{
+        {DeviceDiscoveryStrategy::kAuto, "auto"},
+        {DeviceDiscoveryStrategy::kNvml, "nvml"},
+        {DeviceDiscoveryStrategy::kTegra, "tegra"},
+    }};
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
@@ -66,6 +72,9 @@ std::string_view ToString(DeviceListStrategy value) { return Name(kDeviceListStr
 std::string_view ToString(DeviceIdStrategy value) { return Name(kDeviceIdStrategies, value); }
 std::string_view ToString(AllocationPolicy value) { return Name(kAllocationPolicies, value); }
 std::string_view ToString(MemoryLimit value) { return Name(kMemoryLimits, value); }
+std::string_view ToString(DeviceDiscoveryStrategy value) {
+  return Name(kDeviceDiscoveryStrategies, value);
+}
 
 std::optional<MigStrategy> ParseMigStrategy(std::string_view text) {
   return Lookup(kMigStrategies, text);
@@ -81,6 +90,9 @@ std::optional<AllocationPolicy> ParseAllocationPolicy(std::string_view text) {
 }
 std::optional<MemoryLimit> ParseMemoryLimit(std::string_view text) {
   return Lookup(kMemoryLimits, text);
+}
+std::optional<DeviceDiscoveryStrategy> ParseDeviceDiscoveryStrategy(std::string_view text) {
+  return Lookup(kDeviceDiscoveryStrategies, text);
 }
 
 std::string StripResourcePrefix(std::string_view name) {

@@ -20,25 +20,55 @@ enum class DeviceListStrategy { kEnvvar, kVolumeMounts, kCdiAnnotations, kCdiCri
 enum class DeviceIdStrategy { kUuid, kIndex };
 enum class AllocationPolicy { kDistributed, kPacked };
 enum class MemoryLimit { kProportional, kNone };
+// Upstream's --device-discovery-strategy. auto and nvml both discover through NVML here; tegra
+// (Jetson, no NVML) is not supported and is refused by validation.
+enum class DeviceDiscoveryStrategy { kAuto, kNvml, kTegra };
+
+// Upstream's default for flags.mpsRoot (its Helm chart's value), used by both binaries.
+inline constexpr char kDefaultMpsRoot[] = "/run/nvidia/mps";
 
 struct PluginFlags {
   bool pass_device_specs = false;
   std::vector<DeviceListStrategy> device_list_strategy = {DeviceListStrategy::kEnvvar};
   DeviceIdStrategy device_id_strategy = DeviceIdStrategy::kUuid;
   std::string cdi_annotation_prefix = "cdi.k8s.io/";
+  // --nvidia-cdi-hook-path (alias --nvidia-ctk-path). Accepted for compatibility; this plugin
+  // writes no CDI spec, so nothing runs it.
+  std::string nvidia_cdi_hook_path = "/usr/bin/nvidia-ctk";
+  // Where the host driver root is mounted in the plugin's container (--driver-root-ctr-path, alias
+  // --container-driver-root). NVML is searched under it.
   std::string container_driver_root = "/driver-root";
   AllocationPolicy shared_devices_allocation_policy = AllocationPolicy::kDistributed;
+  // --cdi-feature-flags / --cdi-disable-hooks: accepted for compatibility, not used (no CDI spec).
+  std::vector<std::string> cdi_feature_flags;
+  std::vector<std::string> cdi_disable_hooks;
+};
+
+// Upstream's `imex` section and --imex-channel-ids / --imex-required. Accepted and warned about:
+// this plugin injects no IMEX channels.
+struct Imex {
+  std::vector<std::string> channel_ids;
+  bool required = false;
 };
 
 struct Flags {
   MigStrategy mig_strategy = MigStrategy::kNone;
   bool fail_on_init_error = true;
-  std::optional<std::string> mps_root;  // required for MPS sharing
-  std::string nvidia_driver_root = "/";
+  // Host root of the MPS pipes, logs, markers and shm. Set to "" by a flag or env: unset, and MPS
+  // sharing is refused by validation.
+  std::optional<std::string> mps_root = std::string(kDefaultMpsRoot);
+  std::string nvidia_driver_root = "/";     // host path (--driver-root, alias --nvidia-driver-root)
   std::optional<std::string> nvidia_dev_root;  // defaults to the driver root
+  // Allocate adds NVIDIA_GDRCOPY / NVIDIA_GDS / NVIDIA_MOFED=enabled (non-CDI strategies), as
+  // upstream does.
+  bool gdrcopy_enabled = false;
+  bool gds_enabled = false;
+  bool mofed_enabled = false;
+  DeviceDiscoveryStrategy device_discovery_strategy = DeviceDiscoveryStrategy::kAuto;
   PluginFlags plugin;
 
-  // Not in the file (flag / env only).
+  // Not in the file (flag / env only). Empty: serve the resources but do not register them with
+  // kubelet (upstream's KUBELET_SOCKET="").
   std::string kubelet_socket = "/var/lib/kubelet/device-plugins/kubelet.sock";
   std::optional<std::string> config_file;
   std::optional<std::string> nvml_library;  // default: search under the driver root
@@ -82,7 +112,9 @@ struct ReplicatedResources {
 };
 
 struct MpsSharing : ReplicatedResources {
-  bool per_container_limits = true;                       // ours
+  // Ours. Omitted: false, upstream's uniform mode (a daemon-wide 1/n cap that pods cannot raise),
+  // so an existing upstream config keeps its isolation. `true` turns on flexible MPS.
+  bool per_container_limits = false;
   MemoryLimit memory_limit = MemoryLimit::kProportional;  // ours
 };
 
@@ -96,6 +128,7 @@ struct Config {
   Flags flags;
   Resources resources;
   Sharing sharing;
+  Imex imex;
 };
 
 inline constexpr char kResourcePrefix[] = "nvidia.com/";
@@ -120,6 +153,7 @@ std::string_view ToString(DeviceListStrategy value);
 std::string_view ToString(DeviceIdStrategy value);
 std::string_view ToString(AllocationPolicy value);
 std::string_view ToString(MemoryLimit value);
+std::string_view ToString(DeviceDiscoveryStrategy value);
 
 // Inverses of ToString (exact, case-sensitive as upstream); nullopt for
 // anything else.
@@ -128,6 +162,7 @@ std::optional<DeviceListStrategy> ParseDeviceListStrategy(std::string_view text)
 std::optional<DeviceIdStrategy> ParseDeviceIdStrategy(std::string_view text);
 std::optional<AllocationPolicy> ParseAllocationPolicy(std::string_view text);
 std::optional<MemoryLimit> ParseMemoryLimit(std::string_view text);
+std::optional<DeviceDiscoveryStrategy> ParseDeviceDiscoveryStrategy(std::string_view text);
 
 // "nvidia.com/gpu" -> "gpu"; anything without that exact prefix is returned
 // unchanged.
