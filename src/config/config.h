@@ -57,7 +57,7 @@ struct Flags {
   // Host root of the MPS pipes, logs, markers and shm. Set to "" by a flag or env: unset, and MPS
   // sharing is refused by validation.
   std::optional<std::string> mps_root = std::string(kDefaultMpsRoot);
-  std::string nvidia_driver_root = "/";     // host path (--driver-root, alias --nvidia-driver-root)
+  std::string nvidia_driver_root = "/";  // host path (--driver-root, alias --nvidia-driver-root)
   std::optional<std::string> nvidia_dev_root;  // defaults to the driver root
   // Allocate adds NVIDIA_GDRCOPY / NVIDIA_GDS / NVIDIA_MOFED=enabled (non-CDI strategies), as
   // upstream does.
