@@ -137,8 +137,8 @@ inline constexpr char kVersion[] = "v1";
 // Bounds checked by Validate (docs/configuration.md explains each).
 inline constexpr int kMinReplicas = 2;
 // Uniform MPS (perContainerLimits: false): every replica is one MPS client, and
-// MPS serves at most 48 clients per GPU on Volta and later (16 before; that is
-// checked at run time per GPU).
+// MPS serves at most 48 clients per GPU on Volta and later. (Pre-Volta GPUs
+// serve 16; that is not checked yet.)
 inline constexpr int kMaxMpsClients = 48;
 // Time-slicing replicas and per-container MPS shares per GPU. Keeps
 // ListAndWatch small (8 GPUs x 1024 IDs is about 0.6 MB, well below gRPC's 4
