@@ -54,8 +54,8 @@ struct Imex {
 struct Flags {
   MigStrategy mig_strategy = MigStrategy::kNone;
   bool fail_on_init_error = true;
-  // Host root of the MPS pipes, logs, markers and shm. Set to "" by a flag or env: unset, and MPS
-  // sharing is refused by validation.
+  // Host root of the MPS pipes, logs, markers and shm. Set to "" by the flag or the file: unset,
+  // and MPS sharing is refused by validation (an empty MPS_ROOT counts as not given).
   std::optional<std::string> mps_root = std::string(kDefaultMpsRoot);
   std::string nvidia_driver_root = "/";  // host path (--driver-root, alias --nvidia-driver-root)
   std::optional<std::string> nvidia_dev_root;  // defaults to the driver root
