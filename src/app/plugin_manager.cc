@@ -39,6 +39,9 @@ bool SameResponseOptions(const plugin::ResponseOptions& a, const plugin::Respons
 
 namespace {
 
+// How often a resource whose socket another live process serves tries again.
+constexpr absl::Duration kOwnerRetryPeriod = absl::Seconds(1);
+
 std::string PluginDirFor(const ManagerOptions& options) {
   if (!options.plugin_dir.empty()) return options.plugin_dir;
   if (options.kubelet_socket.empty()) return kDefaultPluginDir;
@@ -58,16 +61,31 @@ std::string PluginManager::SocketPath(const sharing::ResourceSpec& spec) const {
   return absl::StrCat(plugin_dir_, "/", plugin::SocketNameFor(spec));
 }
 
-absl::Status PluginManager::Start(std::vector<sharing::ResourceSpec> resources) {
+bool PluginManager::EnsureWatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (watching_) return true;
+  }
   auto watcher = kubelet::DirWatcher::Create(
       plugin_dir_, [this](const std::string& file, kubelet::DirWatcher::Change change) {
         OnDirChange(file, change);
       });
   if (!watcher.ok()) {
-    return absl::Status(watcher.status().code(),
-                        absl::StrCat("device-plugin directory: ", watcher.status().message()));
+    if (!logged_missing_dir_) {
+      spdlog::warn("waiting for the device-plugin directory {}: {}", plugin_dir_,
+                   std::string(watcher.status().message()));
+      logged_missing_dir_ = true;
+    }
+    return false;
   }
   watcher_ = std::move(*watcher);
+  absl::MutexLock lock(&mu_);
+  watching_ = true;
+  spdlog::info("watching the device-plugin directory {}", plugin_dir_);
+  return true;
+}
+
+absl::Status PluginManager::Start(std::vector<sharing::ResourceSpec> resources) {
   {
     absl::MutexLock lock(&mu_);
     for (auto& spec : resources) {
@@ -112,10 +130,9 @@ void PluginManager::Update(std::vector<sharing::ResourceSpec> resources,
     }
     it->second.spec = std::move(spec);
     it->second.remove = false;
-    it->second.needs_serve = it->second.needs_register = true;
+    it->second.needs_serve = true;
     it->second.serve_requests++;
-    it->second.next_attempt = absl::InfinitePast();
-    it->second.backoff = options_.initial_backoff;
+    RequestRegister(it->second);
   }
   for (auto& [name, entry] : entries_) {
     if (!wanted.contains(name) && !entry.remove) {
@@ -131,9 +148,13 @@ void PluginManager::Stop() {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
     stop_ = true;
+    // A registration in flight would otherwise hold the worker for kubelet's 10 s dial.
+    for (auto& [name, entry] : entries_) {
+      if (entry.registering) entry.registering->Cancel();
+    }
   }
-  watcher_.reset();
   if (thread_.joinable()) thread_.join();
+  watcher_.reset();
   std::vector<std::unique_ptr<plugin::DevicePluginServer>> servers;
   {
     absl::MutexLock lock(&mu_);
@@ -188,17 +209,34 @@ void PluginManager::RequestServe(const std::string& name, const char* why) {
   if (it == entries_.end() || it->second.remove) return;
   spdlog::info("{}: {}; serving and registering again", name, why);
   Entry& entry = it->second;
-  entry.needs_serve = entry.needs_register = true;
+  entry.needs_serve = true;
   entry.serve_requests++;
+  RequestRegister(entry);
+}
+
+void PluginManager::RequestRegister(Entry& entry) {
+  entry.needs_register = true;
+  entry.register_requests++;
   entry.next_attempt = absl::InfinitePast();
   entry.backoff = options_.initial_backoff;
+  // A registration in flight went to the kubelet that is gone, or points at a socket that is.
+  if (entry.registering) entry.registering->Cancel();
 }
 
 void PluginManager::OnDirChange(const std::string& file, kubelet::DirWatcher::Change change) {
   absl::MutexLock lock(&mu_);
   if (file == kubelet_socket_name_) {
-    if (change == kubelet::DirWatcher::Change::kCreated) {
-      for (auto& [name, entry] : entries_) RequestServe(name, "kubelet.sock was created");
+    if (change != kubelet::DirWatcher::Change::kCreated) return;
+    // A new kubelet. A socket it has not wiped still serves: register it again without the cost of
+    // restarting its server. Anything else is served anew first.
+    for (auto& [name, entry] : entries_) {
+      if (entry.remove) continue;
+      if (entry.server && entry.server->SocketIsOurs() && !entry.needs_serve) {
+        spdlog::info("{}: kubelet.sock was created; registering again", name);
+        RequestRegister(entry);
+      } else {
+        RequestServe(name, "kubelet.sock was created");
+      }
     }
     return;
   }
@@ -226,6 +264,12 @@ bool PluginManager::HasWorkDue() const {
 }
 
 void PluginManager::Run() {
+  // Sockets can only go into an existing directory, and kubelet's restarts are seen through it.
+  while (!EnsureWatcher()) {
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Seconds(1))) return;
+  }
   absl::MutexLock lock(&mu_);
   while (true) {
     absl::Time deadline = absl::InfiniteFuture();
@@ -294,18 +338,29 @@ void PluginManager::Work(const std::string& name) {
     return;
   }
   if (serve) {
-    auto server = std::make_unique<plugin::DevicePluginServer>(
-        spec, response, SocketPath(spec), [this, name] {
-          absl::MutexLock lock(&mu_);
-          RequestServe(name, "kubelet closed the ListAndWatch stream");
-        });
+    auto server = std::make_unique<plugin::DevicePluginServer>(spec, response, SocketPath(spec));
     if (auto status = server->Start(); !status.ok()) {
+      if (status.code() == absl::StatusCode::kAlreadyExists) {
+        // Another live instance serves our socket. Its exit removes the socket, which the watcher
+        // reports; the periodic retry is a backstop. Never delete a live process's socket.
+        absl::MutexLock lock(&mu_);
+        auto it = entries_.find(name);
+        if (it == entries_.end()) return;
+        if (!it->second.waiting_for_owner) spdlog::warn("{}", std::string(status.message()));
+        it->second.waiting_for_owner = true;
+        it->second.next_attempt = absl::Now() + kOwnerRetryPeriod;
+        return;
+      }
       schedule_retry(status, "serving");
       return;
     }
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) return;
+    if (it->second.waiting_for_owner) {
+      spdlog::info("{}: the other process released {}; serving it now", name, SocketPath(spec));
+    }
+    it->second.waiting_for_owner = false;
     it->second.server = std::move(server);
     it->second.needs_register = true;
     ApplyHealth(it->second);
@@ -328,20 +383,37 @@ void PluginManager::Work(const std::string& name) {
                  name, SocketPath(spec));
     return;
   }
-  auto status =
-      kubelet::Register(kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
-                        std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)));
-  if (!status.ok()) {
-    schedule_retry(status, "registration");
-    return;
+  auto cancellation = std::make_shared<kubelet::Cancellation>();
+  uint64_t register_requests = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end() || stop_) return;
+    it->second.registering = cancellation;
+    register_requests = it->second.register_requests;
   }
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(name);
-  if (it == entries_.end()) return;
-  if (!it->second.needs_serve) it->second.needs_register = false;
-  it->second.backoff = options_.initial_backoff;
-  spdlog::info("{}: registered with kubelet ({} device(s))", name,
-               sharing::AdvertisedDevices(spec).size());
+  const auto status = kubelet::Register(
+      kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)), cancellation.get());
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    Entry& entry = it->second;
+    entry.registering = nullptr;
+    if (status.ok()) {
+      // A request to register again that came in meanwhile (kubelet restarted) still stands.
+      if (!entry.needs_serve && entry.register_requests == register_requests) {
+        entry.needs_register = false;
+      }
+      entry.backoff = options_.initial_backoff;
+      spdlog::info("{}: registered with kubelet ({} device(s))", name,
+                   sharing::AdvertisedDevices(spec).size());
+      return;
+    }
+    if (status.code() == absl::StatusCode::kCancelled) return;  // whoever cancelled asked again
+  }
+  schedule_retry(status, "registration");
 }
 
 }  // namespace nvdp::app

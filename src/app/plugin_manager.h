@@ -2,10 +2,14 @@
 // through kubelet restarts, config reloads and MPS daemon outages.
 //
 // One background thread does all serving and registering, driven by events: start, reload,
-// kubelet.sock re-created, one of our sockets deleted, a ListAndWatch stream cancelled by kubelet,
-// a gated resource becoming ready, and retry timers (exponential backoff while kubelet is away).
-// The manager is the source of truth for health (unhealthy GPUs, unavailable resources) and
-// re-applies it to every server it creates.
+// kubelet.sock re-created (registers again), one of our sockets deleted (serves and registers
+// again), a gated resource becoming ready, and retry timers (exponential backoff from 20 ms while
+// kubelet is away). A ListAndWatch stream ending is not such an event: any local client can open
+// and cancel streams, so only kubelet's own signals count. A registration in flight is cancelled
+// when kubelet restarts meanwhile or the manager stops, so neither waits for kubelet's 10 s dial.
+// A socket another live process serves (a second plugin instance) is waited on, never replaced.
+// A missing device-plugin directory is waited for. The manager is the source of truth for health
+// (unhealthy GPUs, unavailable resources) and re-applies it to every server it creates.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -23,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kubelet/dir_watcher.h"
+#include "kubelet/registrar.h"
 #include "plugin/device_plugin_server.h"
 #include "sharing/sharing.h"
 
@@ -41,7 +46,7 @@ struct ManagerOptions {
   // MPS resources are served only once SetResourceReady(name, true) was called (their control
   // daemon answered). Off: served at once.
   bool gate_mps_resources = false;
-  absl::Duration initial_backoff = absl::Milliseconds(500);
+  absl::Duration initial_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration register_timeout = absl::Seconds(10);
 };
@@ -79,15 +84,22 @@ class PluginManager {
     bool needs_serve = true;      // (re)create the server
     uint64_t serve_requests = 0;  // counts RequestServe calls, so none is lost mid-restart
     bool needs_register = true;
-    bool remove = false;  // stop and forget
+    uint64_t register_requests = 0;  // counts RequestRegister calls, so none is lost mid-call
+    bool remove = false;             // stop and forget
+    bool waiting_for_owner = false;  // another process serves our socket (logged once)
     absl::Time next_attempt = absl::InfinitePast();
     absl::Duration backoff;
+    // The registration in flight, if any; cancelled when kubelet restarts or the manager stops.
+    std::shared_ptr<kubelet::Cancellation> registering;
   };
 
   void Run();
   bool HasWorkDue() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Work(const std::string& name);
   void RequestServe(const std::string& name, const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequestRegister(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates the directory watcher once the device-plugin directory exists. REQUIRES: mu_ not held.
+  bool EnsureWatcher();
   void OnDirChange(const std::string& file, kubelet::DirWatcher::Change change);
   void ApplyHealth(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SocketPath(const sharing::ResourceSpec& spec) const;
@@ -101,8 +113,10 @@ class PluginManager {
   std::set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> readiness_ ABSL_GUARDED_BY(mu_);  // gate answers, by resource name
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool watching_ ABSL_GUARDED_BY(mu_) = false;  // the directory watcher runs
 
-  std::unique_ptr<kubelet::DirWatcher> watcher_;
+  std::unique_ptr<kubelet::DirWatcher> watcher_;  // created by the worker thread, reset in Stop
+  bool logged_missing_dir_ = false;               // worker thread only
   std::thread thread_;
 };
 

@@ -8,8 +8,26 @@
 
 namespace nvdp::kubelet {
 
+void Cancellation::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+bool Cancellation::Attach(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return false;
+  context_ = context;
+  return true;
+}
+
+void Cancellation::Detach() {
+  absl::MutexLock lock(&mu_);
+  context_ = nullptr;
+}
+
 absl::Status Register(const std::string& kubelet_socket, const Registration& registration,
-                      std::chrono::milliseconds timeout) {
+                      std::chrono::milliseconds timeout, Cancellation* cancellation) {
   auto channel = rpc::UnixChannel(kubelet_socket);
   auto stub = v1beta1::Registration::NewStub(channel);
 
@@ -21,8 +39,13 @@ absl::Status Register(const std::string& kubelet_socket, const Registration& reg
 
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
+  if (cancellation != nullptr && !cancellation->Attach(&context)) {
+    return absl::CancelledError(
+        absl::StrCat("registering ", registration.resource_name, ": cancelled before it started"));
+  }
   v1beta1::Empty response;
   grpc::Status status = stub->Register(&context, request, &response);
+  if (cancellation != nullptr) cancellation->Detach();
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat("registering ", registration.resource_name, " with kubelet at ",

@@ -1,6 +1,8 @@
 #include "plugin/device_plugin_server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -26,7 +29,27 @@ std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::
   return {field.begin(), field.end()};
 }
 
-constexpr auto kSelfDialTimeout = std::chrono::seconds(5);
+// The self-dial fails fast when the socket is gone (kubelet wiped the directory meanwhile): the
+// caller serves again at once rather than waiting on a file that no longer exists.
+constexpr auto kSelfDialTimeout = std::chrono::seconds(1);
+
+enum class SocketState { kAbsent, kStale, kLive, kNotASocket };
+
+// What is at `path`: a socket someone accepts connections on is live; one that refuses is stale.
+SocketState ProbeSocketPath(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return SocketState::kAbsent;
+  if (!S_ISSOCK(st.st_mode)) return SocketState::kNotASocket;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return SocketState::kStale;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);  // length checked by Start
+  const bool accepted =
+      ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+  ::close(fd);
+  return accepted ? SocketState::kLive : SocketState::kStale;
+}
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
 
 }  // namespace
@@ -40,21 +63,26 @@ std::string SocketNameFor(const sharing::ResourceSpec& spec) {
 }
 
 // One open ListAndWatch stream. Keeps at most one write in flight and always sends the newest
-// device list. Lock order: the owner's mu_ may be held while taking this reactor's mu_, never the
-// reverse; the reactor never calls into the owner while holding its own lock.
+// device list (shared with the other streams, never copied). Lock order: the owner's mu_ may be
+// held while taking this reactor's mu_, never the reverse; the reactor never calls into the owner
+// while holding its own lock.
 class DevicePluginServer::ListAndWatchReactor
     : public grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse> {
  public:
   explicit ListAndWatchReactor(DevicePluginServer* owner) : owner_(owner) {
-    owner_->AddWatcher(this);  // pushes the current list, or ends the stream if stopping
+    // Pushes the current list; a refused stream (too many, or stopping) ends at once.
+    if (grpc::Status status = owner_->AddWatcher(this); !status.ok()) {
+      owner_ = nullptr;
+      absl::MutexLock lock(&mu_);
+      RequestFinishLocked(status);
+    }
   }
 
   // A newer device list to send.
-  void Push(v1beta1::ListAndWatchResponse list) {
+  void Push(DeviceListPtr list) {
     absl::MutexLock lock(&mu_);
     if (finish_requested_) return;
     next_ = std::move(list);
-    has_next_ = true;
     MaybeWriteLocked();
   }
 
@@ -78,23 +106,22 @@ class DevicePluginServer::ListAndWatchReactor
   }
 
   void OnCancel() override {
-    owner_->OnStreamCancelled();
     absl::MutexLock lock(&mu_);
     RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   void OnDone() override {
-    owner_->RemoveWatcher(this);
+    if (owner_ != nullptr) owner_->RemoveWatcher(this);
     delete this;
   }
 
  private:
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || !has_next_ || finish_requested_) return;
+    if (writing_ || next_ == nullptr || finish_requested_) return;
     current_ = std::move(next_);
-    has_next_ = false;
+    next_ = nullptr;
     writing_ = true;
-    StartWrite(&current_);
+    StartWrite(current_.get());
   }
 
   void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -110,11 +137,10 @@ class DevicePluginServer::ListAndWatchReactor
     Finish(finish_status_);
   }
 
-  DevicePluginServer* const owner_;
+  DevicePluginServer* owner_;  // null for a refused stream
   absl::Mutex mu_;
-  v1beta1::ListAndWatchResponse current_ ABSL_GUARDED_BY(mu_);
-  v1beta1::ListAndWatchResponse next_ ABSL_GUARDED_BY(mu_);
-  bool has_next_ ABSL_GUARDED_BY(mu_) = false;
+  DeviceListPtr current_ ABSL_GUARDED_BY(mu_);  // being written
+  DeviceListPtr next_ ABSL_GUARDED_BY(mu_);     // newest list not yet written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -135,7 +161,6 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
 
   grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(
       grpc::CallbackServerContext*, const v1beta1::Empty*) override {
-    spdlog::info("{}: kubelet opened ListAndWatch", owner_->spec_.name);
     return new ListAndWatchReactor(owner_);
   }
 
@@ -199,13 +224,44 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
 };
 
 DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options,
-                                       std::string socket_path, StreamLostCallback on_stream_lost)
+                                       std::string socket_path)
     : spec_(std::move(spec)),
       options_(std::move(options)),
       socket_path_(std::move(socket_path)),
-      on_stream_lost_(std::move(on_stream_lost)),
       devices_(sharing::AdvertisedDevices(spec_)),
-      service_(std::make_unique<Service>(this)) {}
+      service_(std::make_unique<Service>(this)) {
+  absl::MutexLock lock(&mu_);
+  device_list_ = BuildDeviceListLocked();
+}
+
+absl::Status DevicePluginServer::ClearSocketPath() const {
+  switch (ProbeSocketPath(socket_path_)) {
+    case SocketState::kAbsent:
+      return absl::OkStatus();
+    case SocketState::kLive:
+      return absl::AlreadyExistsError(absl::StrCat(
+          spec_.name, ": another process is serving ", socket_path_,
+          " (a second plugin instance, e.g. during a rolling update?); waiting for it to stop"));
+    case SocketState::kNotASocket: {
+      spdlog::warn("{}: {} is not a socket; removing it (the directory belongs to kubelet)",
+                   spec_.name, socket_path_);
+      std::error_code error;
+      std::filesystem::remove_all(socket_path_, error);
+      if (error) {
+        return absl::InternalError(
+            absl::StrCat("cannot remove ", socket_path_, ": ", error.message()));
+      }
+      return absl::OkStatus();
+    }
+    case SocketState::kStale:
+      break;
+  }
+  if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(
+        absl::StrCat("cannot remove stale socket ", socket_path_, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
 
 DevicePluginServer::~DevicePluginServer() { Stop(); }
 
@@ -215,10 +271,7 @@ absl::Status DevicePluginServer::Start() {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long (", socket_path_.size(),
                                                    " bytes, limit 107): ", socket_path_));
   }
-  if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
-    return absl::InternalError(
-        absl::StrCat("cannot remove stale socket ", socket_path_, ": ", std::strerror(errno)));
-  }
+  if (auto status = ClearSocketPath(); !status.ok()) return status;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
@@ -229,13 +282,19 @@ absl::Status DevicePluginServer::Start() {
 
   struct stat socket_stat {};
   if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
+  // Only root (kubelet) may call Allocate, whatever the umask.
+  if (::chmod(socket_path_.c_str(), 0600) != 0) {
+    const std::string error = std::strerror(errno);
+    Stop();
+    return absl::UnavailableError(
+        absl::StrCat(spec_.name, ": cannot restrict ", socket_path_, " to 0600: ", error));
+  }
 
   // Prove the socket serves before anyone registers it with kubelet.
   auto channel = rpc::UnixChannel(socket_path_);
   auto stub = v1beta1::DevicePlugin::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + kSelfDialTimeout);
-  context.set_wait_for_ready(true);
   v1beta1::DevicePluginOptions options;
   grpc::Status status = stub->GetDevicePluginOptions(&context, v1beta1::Empty(), &options);
   if (!status.ok()) {
@@ -283,13 +342,19 @@ void DevicePluginServer::SetResourceAvailable(bool available) {
 
 v1beta1::ListAndWatchResponse DevicePluginServer::DeviceList() const {
   absl::MutexLock lock(&mu_);
-  return DeviceListLocked();
+  return *device_list_;
 }
 
-v1beta1::ListAndWatchResponse DevicePluginServer::DeviceListLocked() const {
-  v1beta1::ListAndWatchResponse response;
+size_t DevicePluginServer::StreamCount() const {
+  absl::MutexLock lock(&mu_);
+  return watchers_.size();
+}
+
+DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() const {
+  auto response = std::make_shared<v1beta1::ListAndWatchResponse>();
+  response->mutable_devices()->Reserve(static_cast<int>(devices_.size()));
   for (const auto& device : devices_) {
-    auto* out = response.add_devices();
+    auto* out = response->add_devices();
     out->set_id(device.id);
     bool healthy = resource_available_ && !unhealthy_gpus_.contains(device.gpu_uuid);
     out->set_health(healthy ? kHealthy : kUnhealthy);
@@ -298,33 +363,36 @@ v1beta1::ListAndWatchResponse DevicePluginServer::DeviceListLocked() const {
   return response;
 }
 
-void DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
+grpc::Status DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
   absl::MutexLock lock(&mu_);
-  watchers_.insert(reactor);
-  if (stopping_) {
-    reactor->End();
-  } else {
-    reactor->Push(DeviceListLocked());
+  if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
+  if (watchers_.size() >= kMaxStreams) {
+    spdlog::warn("{}: refused a ListAndWatch stream: {} already open", spec_.name,
+                 watchers_.size());
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(spec_.name, ": at most ", kMaxStreams,
+                     " ListAndWatch streams per resource (kubelet needs one); try again later"));
   }
+  watchers_.insert(reactor);
+  spdlog::info("{}: ListAndWatch opened ({} open)", spec_.name, watchers_.size());
+  reactor->Push(device_list_);
+  return grpc::Status::OK;
 }
 
 void DevicePluginServer::RemoveWatcher(ListAndWatchReactor* reactor) {
   absl::MutexLock lock(&mu_);
   watchers_.erase(reactor);
+  if (!stopping_) {
+    spdlog::info("{}: ListAndWatch closed ({} open)", spec_.name, watchers_.size());
+  }
+  // A stream that never read can leave megabytes of freed buffers in the heap: hand them back.
+  if (watchers_.empty()) ::malloc_trim(0);
 }
 
 void DevicePluginServer::NotifyWatchers() {
-  const auto response = DeviceListLocked();
-  for (auto* watcher : watchers_) watcher->Push(response);
-}
-
-void DevicePluginServer::OnStreamCancelled() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-  }
-  spdlog::warn("{}: kubelet closed the ListAndWatch stream", spec_.name);
-  if (on_stream_lost_) on_stream_lost_();
+  device_list_ = BuildDeviceListLocked();
+  for (auto* watcher : watchers_) watcher->Push(device_list_);
 }
 
 }  // namespace nvdp::plugin

@@ -4,7 +4,14 @@
 // Owns the gRPC server and the health state of the resource's devices. ListAndWatch streams the
 // full device list and re-sends it whenever health changes; GetPreferredAllocation and Allocate
 // delegate to the pure sharing functions and never trust kubelet's choice; bad requests get
-// INVALID_ARGUMENT with a message naming the resource and the bad IDs.
+// INVALID_ARGUMENT with a bounded message naming the resource and the bad IDs.
+//
+// Hostile or buggy local clients are bounded: at most kMaxStreams ListAndWatch streams at once
+// (kubelet needs one; more get RESOURCE_EXHAUSTED), each holding at most the message being written
+// and a reference to the newest list, which is built once per change and shared by every stream.
+// A stream ending by itself is only logged: the plugin cannot tell kubelet from another client, so
+// kubelet's restarts are recognised by its socket (see app::PluginManager), never by a stream.
+// The socket is created 0600 (kubelet runs as root).
 //
 // Lifecycle: Start() (serves, and checks that it can be dialled) -> Stop(). One Start per object;
 // to serve again after a kubelet restart, build a new server. Thread-safety: every public method
@@ -29,7 +36,8 @@
 
 namespace grpc {
 class Server;
-}
+class Status;
+}  // namespace grpc
 
 namespace nvdp::plugin {
 
@@ -39,20 +47,22 @@ inline constexpr char kUnhealthy[] = "Unhealthy";
 // Socket file name for a resource: "nvidia.com/gpu" -> "nvidia-gpu.sock".
 std::string SocketNameFor(const sharing::ResourceSpec& spec);
 
+// Concurrent ListAndWatch streams one server accepts.
+inline constexpr size_t kMaxStreams = 8;
+
 class DevicePluginServer {
  public:
-  // Called (from a gRPC thread) when kubelet cancels an open ListAndWatch stream, which is how a
-  // dying kubelet shows itself. Not called for streams we end ourselves in Stop().
-  using StreamLostCallback = std::function<void()>;
-
-  DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options, std::string socket_path,
-                     StreamLostCallback on_stream_lost = nullptr);
+  DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options, std::string socket_path);
   ~DevicePluginServer();
 
   DevicePluginServer(const DevicePluginServer&) = delete;
   DevicePluginServer& operator=(const DevicePluginServer&) = delete;
 
-  // Removes a stale socket file, listens, and dials the socket once to prove it serves.
+  // Listens on socket_path() and dials it once to prove it serves. Whatever is at the path first:
+  // nothing, or a stale socket nobody answers on (removed), or something that is not a socket
+  // (removed, with a warning: the directory is kubelet's); a socket that accepts a connection
+  // belongs to a live process, e.g. a second plugin instance during a rolling update, and is left
+  // alone: AlreadyExists, and the caller retries later.
   absl::Status Start();
   // Ends open streams, shuts the server down and removes the socket file. Idempotent.
   void Stop();
@@ -72,25 +82,32 @@ class DevicePluginServer {
   // The device list as ListAndWatch sends it now.
   v1beta1::ListAndWatchResponse DeviceList() const;
 
+  // Open ListAndWatch streams (for tests and diagnostics).
+  size_t StreamCount() const;
+
+  using DeviceListPtr = std::shared_ptr<const v1beta1::ListAndWatchResponse>;
+
  private:
   class Service;
   class ListAndWatchReactor;
 
-  void AddWatcher(ListAndWatchReactor* reactor);
+  // Adds the stream and pushes the current list; an error (the stream is not added) when
+  // kMaxStreams are open or the server is stopping.
+  grpc::Status AddWatcher(ListAndWatchReactor* reactor);
   void RemoveWatcher(ListAndWatchReactor* reactor);
-  v1beta1::ListAndWatchResponse DeviceListLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  DeviceListPtr BuildDeviceListLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnStreamCancelled();
+  absl::Status ClearSocketPath() const;
 
   const sharing::ResourceSpec spec_;
   const ResponseOptions options_;
   const std::string socket_path_;
-  const StreamLostCallback on_stream_lost_;
   const std::vector<sharing::AdvertisedDevice> devices_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
   bool resource_available_ ABSL_GUARDED_BY(mu_) = true;
+  DeviceListPtr device_list_ ABSL_GUARDED_BY(mu_);  // rebuilt on every health change
   std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -60,9 +60,16 @@ class Resolver {
   size_t hint_ = 0;
 };
 
-// "a", "a and b", "a, b and c".
+// Messages echo what a client sent, so they are bounded: at most kMaxListedItems items, each at
+// most kMaxItemChars characters, non-printable bytes shown as '?'. A hostile request with
+// thousands of long IDs then still gets a short INVALID_ARGUMENT (gRPC puts the message in a
+// header, whose size is limited) and a short log line.
+inline constexpr size_t kMaxListedItems = 5;
+inline constexpr size_t kMaxItemChars = 80;
+std::string ClipForMessage(std::string_view text);
+// "a", "a and b", "a, b and c"; "a, b, c, d, e and 7 more" past kMaxListedItems.
 std::string JoinAnd(const std::vector<std::string>& items);
-// "\"a\", \"b\"".
+// "\"a\", \"b\""; "\"a\", ..., \"e\" and 7 more" past kMaxListedItems.
 std::string QuoteAll(const std::vector<std::string>& ids);
 
 // InvalidArgument "<resource>: unknown device IDs: \"x\", \"y\"".

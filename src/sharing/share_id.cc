@@ -5,6 +5,7 @@
 // Pure functions; a Resolver is per call (see internal.h).
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sharing/internal.h"
@@ -37,7 +38,8 @@ absl::StatusOr<ShareId> ParseShareId(const std::string& id) {
   std::string_view uuid;
   std::optional<int> replica;
   if (!internal::SplitDeviceId(id, &uuid, &replica, /*check_uuid=*/true)) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed device ID \"", id, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed device ID \"", internal::ClipForMessage(id), "\""));
   }
   return ShareId{std::string(uuid), replica};
 }
@@ -124,15 +126,37 @@ std::optional<Slot> Resolver::Resolve(std::string_view id) {
   return std::nullopt;
 }
 
+std::string ClipForMessage(std::string_view text) {
+  std::string out;
+  const bool clip = text.size() > kMaxItemChars;
+  if (clip) text = text.substr(0, kMaxItemChars - 3);
+  out.reserve(text.size() + 3);
+  for (char c : text) out += absl::ascii_isprint(static_cast<unsigned char>(c)) ? c : '?';
+  if (clip) out += "...";
+  return out;
+}
+
 std::string JoinAnd(const std::vector<std::string>& items) {
-  if (items.size() <= 1) return items.empty() ? std::string() : items.front();
-  return absl::StrCat(absl::StrJoin(items.begin(), items.end() - 1, ", "), " and ", items.back());
+  if (items.size() <= 1) return items.empty() ? std::string() : ClipForMessage(items.front());
+  std::vector<std::string> shown;
+  const size_t count = std::min(items.size(), kMaxListedItems);
+  for (size_t i = 0; i < count; ++i) shown.push_back(ClipForMessage(items[i]));
+  if (items.size() > kMaxListedItems) {
+    return absl::StrCat(absl::StrJoin(shown, ", "), " and ", items.size() - count, " more");
+  }
+  const std::string last = std::move(shown.back());
+  shown.pop_back();
+  return absl::StrCat(absl::StrJoin(shown, ", "), " and ", last);
 }
 
 std::string QuoteAll(const std::vector<std::string>& ids) {
-  return absl::StrJoin(ids, ", ", [](std::string* out, const std::string& id) {
-    absl::StrAppend(out, "\"", id, "\"");
-  });
+  const size_t count = std::min(ids.size(), kMaxListedItems);
+  std::string out = absl::StrJoin(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(count), ", ",
+                                  [](std::string* o, const std::string& id) {
+                                    absl::StrAppend(o, "\"", ClipForMessage(id), "\"");
+                                  });
+  if (ids.size() > count) absl::StrAppend(&out, " and ", ids.size() - count, " more");
+  return out;
 }
 
 absl::Status UnknownIdsError(const ResourceSpec& spec, const std::vector<std::string>& ids) {

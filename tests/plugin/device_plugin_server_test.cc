@@ -3,9 +3,18 @@
 
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -94,33 +103,136 @@ TEST_F(DevicePluginServerTest, ListAndWatchResendsTheListOnEveryHealthChange) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
-TEST_F(DevicePluginServerTest, ReportsAStreamCancelledByKubelet) {
-  absl::Notification lost;
-  DevicePluginServer server(spec_, {}, socket(), [&] { lost.Notify(); });
+// Any local client can open and cancel streams; the plugin cannot tell it from kubelet, so a
+// cancelled stream changes nothing: the same socket keeps serving other clients.
+TEST_F(DevicePluginServerTest, AStreamCancelledByAClientChangesNothing) {
+  DevicePluginServer server(spec_, {}, socket());
+  ASSERT_TRUE(server.Start().ok());
+  auto stub = Stub();
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
+    v1beta1::ListAndWatchResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    context.TryCancel();
+    (void)reader->Finish();
+  }
+  EXPECT_TRUE(server.SocketIsOurs());
+  v1beta1::AllocateRequest request;
+  request.add_container_requests()->add_devices_ids("GPU-1");
+  grpc::ClientContext context;
+  v1beta1::AllocateResponse response;
+  EXPECT_TRUE(stub->Allocate(&context, request, &response).ok());
+}
+
+// Streams are capped; one that ends frees its slot.
+TEST_F(DevicePluginServerTest, RefusesStreamsPastTheCapAndFreesSlots) {
+  DevicePluginServer server(spec_, {}, socket());
+  ASSERT_TRUE(server.Start().ok());
+  auto stub = Stub();
+  struct Open {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1beta1::ListAndWatchResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Open>> open;
+  for (size_t i = 0; i < kMaxStreams; ++i) {
+    auto stream = std::make_unique<Open>();
+    stream->reader = stub->ListAndWatch(&stream->context, v1beta1::Empty());
+    v1beta1::ListAndWatchResponse response;
+    ASSERT_TRUE(stream->reader->Read(&response)) << i;
+    open.push_back(std::move(stream));
+  }
+  EXPECT_EQ(server.StreamCount(), kMaxStreams);
+  {
+    grpc::ClientContext context;
+    auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
+    v1beta1::ListAndWatchResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    auto status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(), HasSubstr("at most 8 ListAndWatch streams"));
+  }
+  open.back()->context.TryCancel();
+  (void)open.back()->reader->Finish();
+  open.pop_back();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (server.StreamCount() >= kMaxStreams && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  grpc::ClientContext context;
+  auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
+  v1beta1::ListAndWatchResponse response;
+  EXPECT_TRUE(reader->Read(&response));
+  context.TryCancel();
+  (void)reader->Finish();
+  for (auto& stream : open) {
+    stream->context.TryCancel();
+    (void)stream->reader->Finish();
+  }
+}
+
+TEST_F(DevicePluginServerTest, StoppingEndsOpenStreams) {
+  DevicePluginServer server(spec_, {}, socket());
   ASSERT_TRUE(server.Start().ok());
   auto stub = Stub();
   grpc::ClientContext context;
   auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
   v1beta1::ListAndWatchResponse response;
   ASSERT_TRUE(reader->Read(&response));
-  context.TryCancel();
-  EXPECT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  server.Stop();
+  EXPECT_FALSE(reader->Read(&response));
+  EXPECT_FALSE(std::filesystem::exists(socket()));
 }
 
-TEST_F(DevicePluginServerTest, StoppingDoesNotReportLostStreams) {
-  bool lost = false;
-  {
-    DevicePluginServer server(spec_, {}, socket(), [&] { lost = true; });
-    ASSERT_TRUE(server.Start().ok());
-    auto stub = Stub();
-    grpc::ClientContext context;
-    auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
-    v1beta1::ListAndWatchResponse response;
-    ASSERT_TRUE(reader->Read(&response));
-    server.Stop();
-    EXPECT_FALSE(reader->Read(&response));
-  }
-  EXPECT_FALSE(lost);
+// Only root (kubelet) may connect, whatever the umask.
+TEST_F(DevicePluginServerTest, SocketIsOwnerOnlyWhateverTheUmask) {
+  const mode_t old_umask = ::umask(0);
+  DevicePluginServer server(spec_, {}, socket());
+  auto status = server.Start();
+  ::umask(old_umask);
+  ASSERT_TRUE(status.ok()) << status;
+  struct stat st {};
+  ASSERT_EQ(::stat(socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A second instance on the same directory (a rolling update) waits instead of deleting the
+// socket of the one still serving.
+TEST_F(DevicePluginServerTest, LeavesASocketThatAnotherProcessServes) {
+  DevicePluginServer first(spec_, {}, socket());
+  ASSERT_TRUE(first.Start().ok());
+  DevicePluginServer second(spec_, {}, socket());
+  auto status = second.Start();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(status.message(), HasSubstr("another process is serving"));
+  EXPECT_TRUE(first.SocketIsOurs());
+  first.Stop();
+  EXPECT_TRUE(second.Start().ok());
+  EXPECT_TRUE(second.SocketIsOurs());
+}
+
+// A socket nobody listens on (its process was killed) is replaced.
+TEST_F(DevicePluginServerTest, ReplacesAStaleSocket) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", socket().c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  ::close(fd);  // bound, never listening, file left behind: what SIGKILL leaves
+  DevicePluginServer server(spec_, {}, socket());
+  auto status = server.Start();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(server.SocketIsOurs());
+}
+
+// Something that is not a socket under our name would block serving for ever: it is removed.
+TEST_F(DevicePluginServerTest, RemovesADirectoryNamedLikeItsSocket) {
+  std::filesystem::create_directories(socket() + "/inner");
+  DevicePluginServer server(spec_, {}, socket());
+  auto status = server.Start();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(server.SocketIsOurs());
 }
 
 TEST_F(DevicePluginServerTest, AllocateErrorsNameTheResourceAndTheIds) {

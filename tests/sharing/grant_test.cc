@@ -279,5 +279,24 @@ TEST(GrantPerContainerMps, UnknownMemorySizeLeavesTheMemoryLimitOut) {
   EXPECT_EQ(whole->mps_limits->pinned_mem_limit, "0=40960M");
 }
 
+// A hostile request naming 400 long unknown IDs still gets a short message: gRPC carries it in a
+// header of limited size, and it lands in the log.
+TEST(GrantErrors, UnknownIdListIsBounded) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 400; ++i) ids.push_back("GPU-" + std::string(200, 'x') + std::to_string(i));
+  auto grant = GrantContainer(testing::MpsSpec(), ids);
+  ASSERT_FALSE(grant.ok());
+  const std::string clipped = "\"GPU-" + std::string(73, 'x') + "...\"";
+  EXPECT_EQ(grant.status().message(), "nvidia.com/gpu: unknown device IDs: " + clipped + ", " +
+                                          clipped + ", " + clipped + ", " + clipped + ", " +
+                                          clipped + " and 395 more");
+}
+
+TEST(GrantErrors, ControlCharactersInIdsAreNotEchoed) {
+  auto grant = GrantContainer(testing::MpsSpec(), {std::string("GPU-\n\x1b[2J")});
+  ASSERT_FALSE(grant.ok());
+  EXPECT_EQ(grant.status().message(), "nvidia.com/gpu: unknown device IDs: \"GPU-??[2J\"");
+}
+
 }  // namespace
 }  // namespace nvdp::sharing

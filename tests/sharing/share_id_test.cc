@@ -36,7 +36,9 @@ TEST(ShareId, RejectsMalformedIds) {
     EXPECT_FALSE(parsed.ok()) << "accepted \"" << bad << "\"";
     if (!parsed.ok()) {
       EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
-      EXPECT_EQ(parsed.status().message(), "malformed device ID \"" + std::string(bad) + "\"");
+      std::string shown = bad;  // control characters are not echoed
+      for (char& c : shown) c = c == '\n' ? '?' : c;
+      EXPECT_EQ(parsed.status().message(), "malformed device ID \"" + shown + "\"");
     }
   }
 }
