@@ -37,6 +37,7 @@ class MpsDaemonTest : public ::testing::Test {
         "\n"
         "sharing:\n"
         "  mps:\n"
+        "    perContainerLimits: true\n"
         "    resources:\n"
         "    - name: gpu\n"
         "      rename: gpu.shared\n"
@@ -71,9 +72,9 @@ TEST_F(MpsDaemonTest, ThirtyAndSeventyPercentShareOneGpuWithTheirOwnLimits) {
   EXPECT_EQ(envs.at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=12288M");
   EXPECT_EQ(envs.at("NVIDIA_VISIBLE_DEVICES"), node_[0].uuid);
   EXPECT_EQ(envs.at("CUDA_VISIBLE_DEVICES"), node_[0].uuid);
-  EXPECT_EQ(envs.at("CUDA_MPS_PIPE_DIRECTORY"), "/mps/gpu.shared/pipe");
+  EXPECT_EQ(envs.at("CUDA_MPS_PIPE_DIRECTORY"), "/mps/nvidia.com/gpu.shared/pipe");
   ASSERT_EQ(a->response.mounts_size(), 2);
-  EXPECT_EQ(a->response.mounts(0).host_path(), h_.mps_root() + "/gpu.shared/pipe");
+  EXPECT_EQ(a->response.mounts(0).host_path(), h_.mps_root() + "/nvidia.com/gpu.shared/pipe");
   EXPECT_EQ(a->response.mounts(1).host_path(), h_.mps_root() + "/shm");
   EXPECT_EQ(a->response.mounts(1).container_path(), "/dev/shm");
   EXPECT_EQ(b->response.envs().at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "70");
