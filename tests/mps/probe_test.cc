@@ -23,6 +23,18 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::TempDir;
 
+// Upstream's layout, keyed by the full resource name.
+TEST(MpsPathsTest, UpstreamLayoutKeyedByTheFullResourceName) {
+  const ResourcePaths paths = PathsFor("/run/nvidia/mps", "nvidia.com/gpu");
+  EXPECT_EQ(paths.dir, "/run/nvidia/mps/nvidia.com/gpu");
+  EXPECT_EQ(paths.pipe_dir, "/run/nvidia/mps/nvidia.com/gpu/pipe");
+  EXPECT_EQ(paths.log_dir, "/run/nvidia/mps/nvidia.com/gpu/log");
+  EXPECT_EQ(paths.started_marker, "/run/nvidia/mps/nvidia.com/gpu/.started");
+  EXPECT_EQ(PathsFor("/x", "nvidia.com/gpu.shared").pipe_dir, "/x/nvidia.com/gpu.shared/pipe");
+  EXPECT_EQ(ReadyMarker("/run/nvidia/mps"), "/run/nvidia/mps/.ready");
+  EXPECT_EQ(ShmDir("/run/nvidia/mps"), "/run/nvidia/mps/shm");
+}
+
 class MpsDaemonProbeTest : public ::testing::Test {
  protected:
   MpsDaemonProbeTest() : runner_(clock_) {
