@@ -143,7 +143,13 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));
   }
   spdlog::info("driver {}; {} GPU(s)", inventory->driver_version, inventory->gpus.size());
+  for (const auto& warning : inventory->warnings) spdlog::warn("{}", warning);
 
+  if (auto status = device::CheckMigStrategySupported(config.flags.mig_strategy, *inventory);
+      !status.ok()) {
+    (*nvml)->Shutdown().IgnoreError();
+    return init_failed(std::string(status.message()));
+  }
   auto resources = sharing::BuildResources(config, *inventory);
   if (!resources.ok()) {
     spdlog::error("cannot apply the configuration to this node: {}",
@@ -189,6 +195,13 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
       continue;
     }
     for (const auto& warning : reloaded->warnings) spdlog::warn("config: {}", warning);
+    if (auto status =
+            device::CheckMigStrategySupported(reloaded->config.flags.mig_strategy, *inventory);
+        !status.ok()) {
+      spdlog::error("reload rejected, keeping the running configuration: {}",
+                    std::string(status.message()));
+      continue;
+    }
     auto new_resources = sharing::BuildResources(reloaded->config, *inventory);
     if (!new_resources.ok()) {
       spdlog::error("reload rejected, keeping the running configuration: {}",

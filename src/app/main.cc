@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "app/daemon.h"
 #include "config/loader.h"
+#include "config/version.h"
 #include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -31,6 +32,9 @@ int main(int argc, char** argv) {
       ->envname("MPS_PROBE_PERIOD")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  // Upstream's --version: prints "nvidia-device-plugin <version>" and exits 0.
+  cli.set_version_flag("--version",
+                       std::string("nvidia-device-plugin ") + nvdp::config::kPluginVersion);
   auto* validate = cli.add_subcommand(
       "validate", "Check the configuration (file, env, flags) and exit: 0 valid, 1 invalid");
   validate->fallthrough();

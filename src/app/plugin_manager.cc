@@ -39,8 +39,18 @@ bool SameResponseOptions(const plugin::ResponseOptions& a, const plugin::Respons
 
 }  // namespace
 
+namespace {
+
+std::string PluginDirFor(const ManagerOptions& options) {
+  if (!options.plugin_dir.empty()) return options.plugin_dir;
+  if (options.kubelet_socket.empty()) return kDefaultPluginDir;
+  return std::filesystem::path(options.kubelet_socket).parent_path().string();
+}
+
+}  // namespace
+
 PluginManager::PluginManager(ManagerOptions options)
-    : plugin_dir_(std::filesystem::path(options.kubelet_socket).parent_path().string()),
+    : plugin_dir_(PluginDirFor(options)),
       kubelet_socket_name_(std::filesystem::path(options.kubelet_socket).filename().string()),
       options_(std::move(options)) {}
 
@@ -311,6 +321,15 @@ void PluginManager::Work(const std::string& name) {
     it->second.needs_serve = false;
   }
 
+  if (kubelet_socket.empty()) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    if (!it->second.needs_serve) it->second.needs_register = false;
+    spdlog::info("{}: serving at {}; not registering with kubelet (the kubelet socket is empty)",
+                 name, SocketPath(spec));
+    return;
+  }
   auto status =
       kubelet::Register(kubelet_socket, {plugin::SocketNameFor(spec), spec.name},
                         std::chrono::milliseconds(absl::ToInt64Milliseconds(register_timeout)));

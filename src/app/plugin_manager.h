@@ -28,8 +28,15 @@
 
 namespace nvdp::app {
 
+inline constexpr char kDefaultPluginDir[] = "/var/lib/kubelet/device-plugins";
+
 struct ManagerOptions {
+  // Empty: serve every resource but never register it (upstream's KUBELET_SOCKET=""), e.g. for a
+  // kubelet that is pointed at the sockets some other way.
   std::string kubelet_socket = "/var/lib/kubelet/device-plugins/kubelet.sock";
+  // Where the plugin sockets go. Empty: the kubelet socket's directory, or kDefaultPluginDir when
+  // the kubelet socket is empty.
+  std::string plugin_dir;
   plugin::ResponseOptions response;
   // MPS resources are served only once SetResourceReady(name, true) was called (their control
   // daemon answered). Off: served at once.

@@ -54,10 +54,10 @@ struct Imex {
 struct Flags {
   MigStrategy mig_strategy = MigStrategy::kNone;
   bool fail_on_init_error = true;
-  // Host root of the MPS pipes, logs, markers and shm. Set to "" by a flag or env: unset, and MPS
-  // sharing is refused by validation.
+  // Host root of the MPS pipes, logs, markers and shm. Set to "" by the flag or the file: unset,
+  // and MPS sharing is refused by validation (an empty MPS_ROOT counts as not given).
   std::optional<std::string> mps_root = std::string(kDefaultMpsRoot);
-  std::string nvidia_driver_root = "/";     // host path (--driver-root, alias --nvidia-driver-root)
+  std::string nvidia_driver_root = "/";  // host path (--driver-root, alias --nvidia-driver-root)
   std::optional<std::string> nvidia_dev_root;  // defaults to the driver root
   // Allocate adds NVIDIA_GDRCOPY / NVIDIA_GDS / NVIDIA_MOFED=enabled (non-CDI strategies), as
   // upstream does.
@@ -137,8 +137,8 @@ inline constexpr char kVersion[] = "v1";
 // Bounds checked by Validate (docs/configuration.md explains each).
 inline constexpr int kMinReplicas = 2;
 // Uniform MPS (perContainerLimits: false): every replica is one MPS client, and
-// MPS serves at most 48 clients per GPU on Volta and later (16 before; that is
-// checked at run time per GPU).
+// MPS serves at most 48 clients per GPU on Volta and later. (Pre-Volta GPUs
+// serve 16; that is not checked yet.)
 inline constexpr int kMaxMpsClients = 48;
 // Time-slicing replicas and per-container MPS shares per GPU. Keeps
 // ListAndWatch small (8 GPUs x 1024 IDs is about 0.6 MB, well below gRPC's 4

@@ -183,6 +183,16 @@ constexpr std::string_view kDeviceListStrategies =
 constexpr std::string_view kDeviceIdStrategies = "must be one of uuid, index";
 constexpr std::string_view kAllocationPolicies = "must be one of distributed, packed";
 constexpr std::string_view kMemoryLimits = "must be one of proportional, none";
+constexpr std::string_view kDiscoveryStrategies = "must be one of auto, nvml, tegra";
+
+// An empty value unsets an optional setting (flags.mpsRoot, flags.nvidiaDevRoot).
+void SetOptional(std::optional<std::string>& out, const std::string& value) {
+  if (value.empty()) {
+    out.reset();
+  } else {
+    out = value;
+  }
+}
 
 class Parser;
 
@@ -372,8 +382,7 @@ class Parser {
                     "must be a mapping with version, flags, resources and sharing"));
       return;
     }
-    MapReader m(*this, root, "",
-                {.known = {"version", "flags", "resources", "sharing"}, .upstream_only = {"imex"}});
+    MapReader m(*this, root, "", {.known = {"version", "flags", "resources", "sharing", "imex"}});
     Config& c = report_.config;
     if (auto n = m.Get("version")) {
       if (auto s = String(*n, "version")) c.version = *s;
@@ -381,16 +390,57 @@ class Parser {
     if (auto n = m.Get("flags")) ReadFlags(*n);
     if (auto n = m.Get("resources")) ReadResources(*n);
     if (auto n = m.Get("sharing")) ReadSharing(*n);
+    if (auto n = m.Get("imex")) ReadImex(*n);
+  }
+
+  // Upstream's `imex: {channelIDs: [...], required: bool}`. Read so that validation can say what
+  // happens to it (this plugin injects no IMEX channels).
+  void ReadImex(const YAML::Node& node) {
+    if (!ExpectMap(node, "imex")) return;
+    MapReader m(*this, node, "imex", {.known = {"channelIDs", "required"}});
+    Imex& imex = report_.config.imex;
+    if (auto n = m.Get("channelIDs")) {
+      if (auto v = StringList(*n, m.PathOf("channelIDs"))) imex.channel_ids = std::move(*v);
+    }
+    if (auto n = m.Get("required")) {
+      if (auto v = Bool(*n, m.PathOf("required"))) imex.required = *v;
+    }
+  }
+
+  // A list of scalars (numbers read as their text), or one scalar.
+  std::optional<std::vector<std::string>> StringList(const YAML::Node& n, const std::string& path) {
+    std::vector<std::string> out;
+    if (n.IsScalar()) {
+      out.push_back(n.Scalar());
+      return out;
+    }
+    if (!n.IsSequence()) {
+      Error(Problem(path, Render(n), "must be a list of strings"));
+      return std::nullopt;
+    }
+    bool ok = true;
+    size_t i = 0;
+    for (const YAML::Node& item : n) {
+      const std::string item_path = Index(path, i++);
+      if (!item.IsScalar()) {
+        Error(Problem(item_path, Render(item), "must be a string"));
+        ok = false;
+        continue;
+      }
+      out.push_back(item.Scalar());
+    }
+    if (!ok) return std::nullopt;
+    return out;
   }
 
   void ReadFlags(const YAML::Node& node) {
     if (!ExpectMap(node, "flags")) return;
     MapReader m(*this, node, "flags",
                 {.known = {"migStrategy", "failOnInitError", "mpsRoot", "nvidiaDriverRoot",
-                           "nvidiaDevRoot", "plugin"},
-                 .upstream_only = {"gdsEnabled", "mofedEnabled", "useNodeFeatureAPI",
-                                   "deviceDiscoveryStrategy"},
-                 .quiet = {"gfd"}});
+                           "nvidiaDevRoot", "gdrcopyEnabled", "gdsEnabled", "mofedEnabled",
+                           "deviceDiscoveryStrategy", "plugin"},
+                 // gpu-feature-discovery's, from the same file.
+                 .quiet = {"gfd", "useNodeFeatureAPI"}});
     Flags& f = report_.config.flags;
     if (auto n = m.Get("migStrategy")) {
       if (auto v = Enum(*n, m.PathOf("migStrategy"), &ParseMigStrategy, kMigStrategies)) {
@@ -401,7 +451,8 @@ class Parser {
       if (auto v = Bool(*n, m.PathOf("failOnInitError"))) f.fail_on_init_error = *v;
     }
     if (auto n = m.Get("mpsRoot")) {
-      if (auto v = String(*n, m.PathOf("mpsRoot")); v.has_value() && !v->empty()) f.mps_root = *v;
+      // An explicit "" unsets the default; validation then refuses MPS sharing.
+      if (auto v = String(*n, m.PathOf("mpsRoot"))) SetOptional(f.mps_root, *v);
     }
     if (auto n = m.Get("nvidiaDriverRoot")) {
       if (auto v = String(*n, m.PathOf("nvidiaDriverRoot"))) f.nvidia_driver_root = *v;
@@ -409,6 +460,20 @@ class Parser {
     if (auto n = m.Get("nvidiaDevRoot")) {
       if (auto v = String(*n, m.PathOf("nvidiaDevRoot")); v.has_value() && !v->empty()) {
         f.nvidia_dev_root = *v;
+      }
+    }
+    for (auto [key, out] :
+         {std::pair<std::string_view, bool*>{"gdrcopyEnabled", &f.gdrcopy_enabled},
+          {"gdsEnabled", &f.gds_enabled},
+          {"mofedEnabled", &f.mofed_enabled}}) {
+      if (auto n = m.Get(key)) {
+        if (auto v = Bool(*n, m.PathOf(key))) *out = *v;
+      }
+    }
+    if (auto n = m.Get("deviceDiscoveryStrategy")) {
+      if (auto v = Enum(*n, m.PathOf("deviceDiscoveryStrategy"), &ParseDeviceDiscoveryStrategy,
+                        kDiscoveryStrategies)) {
+        f.device_discovery_strategy = *v;
       }
     }
     if (auto n = m.Get("plugin")) ReadPluginFlags(*n, m.PathOf("plugin"));
@@ -419,8 +484,8 @@ class Parser {
     MapReader m(
         *this, node, path,
         {.known = {"passDeviceSpecs", "deviceListStrategy", "deviceIDStrategy",
-                   "cdiAnnotationPrefix", "containerDriverRoot", "sharedDevicesAllocationPolicy"},
-         .upstream_only = {"nvidiaCTKPath"}});
+                   "cdiAnnotationPrefix", "containerDriverRoot", "sharedDevicesAllocationPolicy",
+                   "nvidiaCDIHookPath", "nvidiaCTKPath", "cdiFeatureFlags"}});
     PluginFlags& p = report_.config.flags.plugin;
     if (auto n = m.Get("passDeviceSpecs")) {
       if (auto v = Bool(*n, m.PathOf("passDeviceSpecs"))) p.pass_device_specs = *v;
@@ -439,6 +504,21 @@ class Parser {
     }
     if (auto n = m.Get("containerDriverRoot")) {
       if (auto v = String(*n, m.PathOf("containerDriverRoot"))) p.container_driver_root = *v;
+    }
+    // nvidiaCTKPath is the older name of nvidiaCDIHookPath; the newer one wins when both are given.
+    if (auto n = m.Get("nvidiaCTKPath")) {
+      if (m.Present("nvidiaCDIHookPath")) {
+        Warn(Problem(m.PathOf("nvidiaCTKPath"), Render(*n),
+                     "older name of nvidiaCDIHookPath, which is also given and wins (ignored)"));
+      } else if (auto v = String(*n, m.PathOf("nvidiaCTKPath"))) {
+        p.nvidia_cdi_hook_path = *v;
+      }
+    }
+    if (auto n = m.Get("nvidiaCDIHookPath")) {
+      if (auto v = String(*n, m.PathOf("nvidiaCDIHookPath"))) p.nvidia_cdi_hook_path = *v;
+    }
+    if (auto n = m.Get("cdiFeatureFlags")) {
+      if (auto v = StringList(*n, m.PathOf("cdiFeatureFlags"))) p.cdi_feature_flags = std::move(*v);
     }
     if (auto n = m.Get("sharedDevicesAllocationPolicy")) {
       if (auto v = Enum(*n, m.PathOf("sharedDevicesAllocationPolicy"), &ParseAllocationPolicy,
@@ -675,14 +755,26 @@ using Member = std::optional<std::string> FlagOverrides::*;
 using ApplyFn = void (*)(Config& config, const std::string& value, const std::string& name,
                          std::vector<std::string>& errors);
 
+// How a setting's flag takes its value.
+enum class Shape {
+  kString,  // one value; the last one given wins; may be empty (`--x=`)
+  kBool,    // `--x` (true) or `--x=<bool>`
+  kList,    // comma lists; repeated flags accumulate
+};
+
+// One setting given by flag or environment. Upstream names several settings more than one way
+// (aliases): every name is accepted, the primary (first) one is shown first in help and used in
+// messages when the value came from elsewhere.
 struct Setting {
   Member member;
-  std::string_view flag;  // without the leading "--"
-  std::string_view env;
-  std::string_view key;  // the key path Validate uses for it
-  bool is_bool;
+  std::vector<std::string_view> flags;  // without the leading "--"; primary first
+  std::vector<std::string_view> envs;   // primary first; the first one set wins
+  std::string_view key;  // the key path Validate uses for it ("--x" when there is no file key)
+  Shape shape;
   std::string_view help;
   ApplyFn apply;
+  // An empty variable counts as set (KUBELET_SOCKET=""); for the others it counts as unset.
+  bool empty_env_is_a_value = false;
 };
 
 template <typename E>
@@ -705,61 +797,84 @@ void SetBool(bool& out, const std::string& value, const std::string& name,
   }
 }
 
-void SetOptional(std::optional<std::string>& out, const std::string& value) {
-  if (value.empty()) {
-    out.reset();
-  } else {
-    out = value;
+// A comma list as upstream's string-slice flags read it: items trimmed, empty ones dropped.
+std::vector<std::string> SplitList(std::string_view value) {
+  std::vector<std::string> out;
+  for (std::string_view item : Split(value, ',')) {
+    item = Trim(item);
+    if (!item.empty()) out.emplace_back(item);
   }
+  return out;
 }
 
 const std::vector<Setting>& Settings() {
   static const auto* settings = new std::vector<Setting>{
-      {&FlagOverrides::mig_strategy, "mig-strategy", "MIG_STRATEGY", "flags.migStrategy", false,
+      {&FlagOverrides::mig_strategy,
+       {"mig-strategy"},
+       {"MIG_STRATEGY"},
+       "flags.migStrategy",
+       Shape::kString,
        "MIG strategy: none, single or mixed (default none)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          SetEnum(c.flags.mig_strategy, v, n, &ParseMigStrategy, kMigStrategies, e);
        }},
-      {&FlagOverrides::fail_on_init_error, "fail-on-init-error", "FAIL_ON_INIT_ERROR",
-       "flags.failOnInitError", true,
-       "exit when NVML cannot be initialised; false idles instead (default "
-       "true)",
+      {&FlagOverrides::fail_on_init_error,
+       {"fail-on-init-error"},
+       {"FAIL_ON_INIT_ERROR"},
+       "flags.failOnInitError",
+       Shape::kBool,
+       "exit when NVML cannot be initialised; false idles instead (default true)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          SetBool(c.flags.fail_on_init_error, v, n, e);
        }},
-      {&FlagOverrides::mps_root, "mps-root", "MPS_ROOT", "flags.mpsRoot", false,
-       "host directory of the MPS pipes and shm (required for MPS sharing)",
+      {&FlagOverrides::mps_root,
+       {"mps-root"},
+       {"MPS_ROOT"},
+       "flags.mpsRoot",
+       Shape::kString,
+       "host directory of the MPS pipes, logs and shm (default /run/nvidia/mps; an empty value "
+       "unsets it)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          SetOptional(c.flags.mps_root, v);
        }},
-      {&FlagOverrides::nvidia_driver_root, "nvidia-driver-root", "NVIDIA_DRIVER_ROOT",
-       "flags.nvidiaDriverRoot", false, "root of the NVIDIA driver installation (default /)",
+      {&FlagOverrides::nvidia_driver_root,
+       {"driver-root", "nvidia-driver-root"},
+       {"NVIDIA_DRIVER_ROOT"},
+       "flags.nvidiaDriverRoot",
+       Shape::kString,
+       "host path of the NVIDIA driver installation (default /)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          c.flags.nvidia_driver_root = v;
        }},
-      {&FlagOverrides::nvidia_dev_root, "dev-root", "NVIDIA_DEV_ROOT", "flags.nvidiaDevRoot", false,
-       "root of the NVIDIA device nodes (default: the driver root)",
+      {&FlagOverrides::nvidia_dev_root,
+       {"dev-root", "nvidia-dev-root"},
+       {"NVIDIA_DEV_ROOT"},
+       "flags.nvidiaDevRoot",
+       Shape::kString,
+       "host path under which the NVIDIA device nodes are (default: the driver root)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          SetOptional(c.flags.nvidia_dev_root, v);
        }},
-      {&FlagOverrides::pass_device_specs, "pass-device-specs", "PASS_DEVICE_SPECS",
-       "flags.plugin.passDeviceSpecs", true,
-       "pass the device nodes to the container runtime in Allocate (default "
-       "false)",
+      {&FlagOverrides::pass_device_specs,
+       {"pass-device-specs"},
+       {"PASS_DEVICE_SPECS"},
+       "flags.plugin.passDeviceSpecs",
+       Shape::kBool,
+       "pass the device nodes to the container runtime in Allocate (default false)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          SetBool(c.flags.plugin.pass_device_specs, v, n, e);
        }},
-      {&FlagOverrides::device_list_strategy, "device-list-strategy", "DEVICE_LIST_STRATEGY",
-       "flags.plugin.deviceListStrategy", false,
-       "how devices reach the container: envvar, volume-mounts, "
-       "cdi-annotations, cdi-cri "
+      {&FlagOverrides::device_list_strategy,
+       {"device-list-strategy"},
+       {"DEVICE_LIST_STRATEGY"},
+       "flags.plugin.deviceListStrategy",
+       Shape::kList,
+       "how devices reach the container: envvar, volume-mounts, cdi-annotations, cdi-cri "
        "(comma list; default envvar)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          std::vector<DeviceListStrategy> out;
          bool ok = true;
-         for (std::string_view item : Split(v, ',')) {
-           item = Trim(item);
-           if (item.empty()) continue;
+         for (const std::string& item : SplitList(v)) {
            if (auto s = ParseDeviceListStrategy(item)) {
              if (std::find(out.begin(), out.end(), *s) == out.end()) out.push_back(*s);
            } else {
@@ -769,44 +884,154 @@ const std::vector<Setting>& Settings() {
          }
          if (ok) c.flags.plugin.device_list_strategy = std::move(out);
        }},
-      {&FlagOverrides::device_id_strategy, "device-id-strategy", "DEVICE_ID_STRATEGY",
-       "flags.plugin.deviceIDStrategy", false, "device IDs passed to containers: uuid or index",
+      {&FlagOverrides::device_id_strategy,
+       {"device-id-strategy"},
+       {"DEVICE_ID_STRATEGY"},
+       "flags.plugin.deviceIDStrategy",
+       Shape::kString,
+       "device IDs passed to containers: uuid or index (default uuid)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          SetEnum(c.flags.plugin.device_id_strategy, v, n, &ParseDeviceIdStrategy,
                  kDeviceIdStrategies, e);
        }},
-      {&FlagOverrides::cdi_annotation_prefix, "cdi-annotation-prefix", "CDI_ANNOTATION_PREFIX",
-       "flags.plugin.cdiAnnotationPrefix", false, "prefix of CDI annotations (default cdi.k8s.io/)",
+      {&FlagOverrides::gdrcopy_enabled,
+       {"gdrcopy-enabled"},
+       {"GDRCOPY_ENABLED"},
+       "flags.gdrcopyEnabled",
+       Shape::kBool,
+       "add NVIDIA_GDRCOPY=enabled to containers (default false)",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
+         SetBool(c.flags.gdrcopy_enabled, v, n, e);
+       }},
+      {&FlagOverrides::gds_enabled,
+       {"gds-enabled"},
+       {"GDS_ENABLED"},
+       "flags.gdsEnabled",
+       Shape::kBool,
+       "add NVIDIA_GDS=enabled to containers (default false)",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
+         SetBool(c.flags.gds_enabled, v, n, e);
+       }},
+      {&FlagOverrides::mofed_enabled,
+       {"mofed-enabled"},
+       {"MOFED_ENABLED"},
+       "flags.mofedEnabled",
+       Shape::kBool,
+       "add NVIDIA_MOFED=enabled to containers (default false)",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
+         SetBool(c.flags.mofed_enabled, v, n, e);
+       }},
+      {&FlagOverrides::cdi_annotation_prefix,
+       {"cdi-annotation-prefix"},
+       {"CDI_ANNOTATION_PREFIX"},
+       "flags.plugin.cdiAnnotationPrefix",
+       Shape::kString,
+       "prefix of CDI annotations (default cdi.k8s.io/)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          c.flags.plugin.cdi_annotation_prefix = v;
        }},
-      {&FlagOverrides::container_driver_root, "container-driver-root", "CONTAINER_DRIVER_ROOT",
-       "flags.plugin.containerDriverRoot", false,
-       "where the driver root is mounted in the plugin's container (default "
-       "/driver-root)",
+      {&FlagOverrides::nvidia_cdi_hook_path,
+       {"nvidia-cdi-hook-path", "nvidia-ctk-path"},
+       {"NVIDIA_CDI_HOOK_PATH", "NVIDIA_CTK_PATH"},
+       "flags.plugin.nvidiaCDIHookPath",
+       Shape::kString,
+       "accepted for compatibility; ignored: this plugin writes no CDI spec (default "
+       "/usr/bin/nvidia-ctk)",
+       [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
+         c.flags.plugin.nvidia_cdi_hook_path = v;
+       }},
+      {&FlagOverrides::container_driver_root,
+       {"driver-root-ctr-path", "container-driver-root"},
+       {"DRIVER_ROOT_CTR_PATH", "CONTAINER_DRIVER_ROOT"},
+       "flags.plugin.containerDriverRoot",
+       Shape::kString,
+       "where the driver root is mounted in the plugin's container (default /driver-root)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          c.flags.plugin.container_driver_root = v;
        }},
-      {&FlagOverrides::shared_devices_allocation_policy, "shared-devices-allocation-policy",
-       "SHARED_DEVICES_ALLOCATION_POLICY", "flags.plugin.sharedDevicesAllocationPolicy", false,
-       "which GPU replicas come from: distributed or packed (default "
-       "distributed)",
+      {&FlagOverrides::shared_devices_allocation_policy,
+       {"shared-devices-allocation-policy"},
+       {"SHARED_DEVICES_ALLOCATION_POLICY"},
+       "flags.plugin.sharedDevicesAllocationPolicy",
+       Shape::kString,
+       "which GPUs replicas come from: distributed or packed (default distributed)",
        [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          SetEnum(c.flags.plugin.shared_devices_allocation_policy, v, n, &ParseAllocationPolicy,
                  kAllocationPolicies, e);
        }},
-      {&FlagOverrides::kubelet_socket, "kubelet-socket", "KUBELET_SOCKET", "--kubelet-socket",
-       false, "kubelet's registration socket",
+      {&FlagOverrides::device_discovery_strategy,
+       {"device-discovery-strategy"},
+       {"DEVICE_DISCOVERY_STRATEGY"},
+       "flags.deviceDiscoveryStrategy",
+       Shape::kString,
+       "auto or nvml (both use NVML); tegra is not supported (default auto)",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
+         SetEnum(c.flags.device_discovery_strategy, v, n, &ParseDeviceDiscoveryStrategy,
+                 kDiscoveryStrategies, e);
+       }},
+      {&FlagOverrides::imex_channel_ids,
+       {"imex-channel-ids"},
+       {"IMEX_CHANNEL_IDS"},
+       "imex.channelIDs",
+       Shape::kList,
+       "accepted for compatibility; ignored with a warning: no IMEX channels are injected",
+       [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
+         c.imex.channel_ids = SplitList(v);
+       }},
+      {&FlagOverrides::imex_required,
+       {"imex-required"},
+       {"IMEX_REQUIRED"},
+       "imex.required",
+       Shape::kBool,
+       "accepted for compatibility; ignored with a warning: no IMEX channels are injected",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
+         SetBool(c.imex.required, v, n, e);
+       }},
+      {&FlagOverrides::kubelet_socket,
+       {"kubelet-socket"},
+       {"KUBELET_SOCKET"},
+       "--kubelet-socket",
+       Shape::kString,
+       "kubelet's registration socket; empty: serve the resources without registering them "
+       "(default /var/lib/kubelet/device-plugins/kubelet.sock)",
        [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
          c.flags.kubelet_socket = v;
+       },
+       /*empty_env_is_a_value=*/true},
+      {&FlagOverrides::config_file,
+       {"config-file"},
+       {"CONFIG_FILE"},
+       "--config-file",
+       Shape::kString,
+       "the config file (YAML or JSON)",
+       nullptr},
+      {&FlagOverrides::cdi_feature_flags,
+       {"cdi-feature-flags"},
+       {"CDI_FEATURE_FLAGS"},
+       "flags.plugin.cdiFeatureFlags",
+       Shape::kList,
+       "accepted for compatibility; ignored with a warning: this plugin writes no CDI spec",
+       [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
+         c.flags.plugin.cdi_feature_flags = SplitList(v);
        }},
-      {&FlagOverrides::config_file, "config-file", "CONFIG_FILE", "--config-file", false,
-       "the config file (YAML or JSON)", nullptr},
-      {&FlagOverrides::nvml_library, "nvml-library", "NVML_LIBRARY", "--nvml-library", false,
-       "path of libnvidia-ml.so.1 (default: searched under the driver root)",
-       [](Config& c, const std::string& v, const std::string&, std::vector<std::string>& e) {
+      {&FlagOverrides::cdi_disable_hooks,
+       {"cdi-disable-hooks"},
+       {"CDI_DISABLE_HOOKS"},
+       "--cdi-disable-hooks",
+       Shape::kList,
+       "accepted for compatibility; ignored with a warning: this plugin writes no CDI spec",
+       [](Config& c, const std::string& v, const std::string&, std::vector<std::string>&) {
+         c.flags.plugin.cdi_disable_hooks = SplitList(v);
+       }},
+      {&FlagOverrides::nvml_library,
+       {"nvml-library"},
+       {"NVML_LIBRARY"},
+       "--nvml-library",
+       Shape::kString,
+       "path of libnvidia-ml.so.1 (ours; default: searched under the driver root)",
+       [](Config& c, const std::string& v, const std::string& n, std::vector<std::string>& e) {
          if (v.empty()) {
-           e.push_back(Problem("--nvml-library", Quote(v), "must not be empty"));
+           e.push_back(Problem(n, Quote(v), "must not be empty"));
          } else {
            c.flags.nvml_library = v;
          }
@@ -820,16 +1045,25 @@ struct Origin {
   std::string name;  // "--mig-strategy" or "MIG_STRATEGY"
 };
 
+// The name a given value is reported under: what FlagOverrides recorded, else the setting's
+// primary flag (prefixed) or variable.
+std::string GivenAs(const Setting& s, const FlagOverrides& given, bool is_flag) {
+  if (auto it = given.given_as.find(s.flags.front()); it != given.given_as.end()) {
+    return it->second;
+  }
+  return is_flag ? Cat("--", s.flags.front()) : std::string(s.envs.front());
+}
+
 // The command-line value of a setting if given, else the environment's.
 std::optional<Origin> Winner(const Setting& s, const FlagOverrides& cli, const FlagOverrides& env,
                              const std::string** value) {
   if ((cli.*s.member).has_value()) {
     *value = &*(cli.*s.member);
-    return Origin{&s, Cat("--", s.flag)};
+    return Origin{&s, GivenAs(s, cli, /*is_flag=*/true)};
   }
   if ((env.*s.member).has_value()) {
     *value = &*(env.*s.member);
-    return Origin{&s, std::string(s.env)};
+    return Origin{&s, GivenAs(s, env, /*is_flag=*/false)};
   }
   return std::nullopt;
 }
@@ -869,34 +1103,72 @@ std::optional<std::string> ReadFile(const std::string& path, std::string* error)
 void AddFlags(CLI::App& app, FlagOverrides& out) {
   for (const Setting& s : Settings()) {
     std::optional<std::string>* target = &(out.*s.member);
-    const std::string name = Cat("--", s.flag);
-    CLI::Option* option = nullptr;
-    if (s.is_bool) {
-      option = app.add_flag(name)->each([target](const std::string& v) { *target = v; });
-    } else if (s.member == &FlagOverrides::device_list_strategy) {
-      option = app.add_option_function<std::vector<std::string>>(
-                      name,
-                      [target](const std::vector<std::string>& values) {
-                        *target = absl::StrJoin(values, ",");
-                      })
-                   ->expected(1)
-                   ->allow_extra_args(false)
-                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    } else {
-      option = app.add_option_function<std::string>(name,
-                                                    [target](const std::string& v) { *target = v; })
-                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    auto* given_as = &out.given_as;
+    const std::string primary(s.flags.front());
+    std::vector<std::string> aliases;
+    for (size_t i = 1; i < s.flags.size(); ++i) aliases.push_back(Cat("--", s.flags[i]));
+    std::string description(s.help);
+    if (!aliases.empty()) description += Cat(" [alias ", absl::StrJoin(aliases, ", "), "]");
+    std::vector<std::string> envs(s.envs.begin(), s.envs.end());
+    description += Cat(" [env ", absl::StrJoin(envs, ", "), "]");
+    // Each name is its own option (aliases hidden from the help, which lists them under the
+    // primary) so that the value records the name it was given under. Callbacks run as each
+    // occurrence is parsed, so the last one on the command line wins across names.
+    for (std::string_view flag : s.flags) {
+      const std::string name = Cat("--", flag);
+      auto record = [target, given_as, primary, name](const std::string& v) {
+        *target = v;
+        (*given_as)[primary] = name;
+      };
+      CLI::Option* option = nullptr;
+      switch (s.shape) {
+        case Shape::kBool:
+          option = app.add_flag(name)->each(record);
+          break;
+        case Shape::kList:
+          option =
+              app.add_option_function<std::vector<std::string>>(
+                     name,
+                     [target, given_as, primary, name](const std::vector<std::string>& values) {
+                       std::string joined = absl::StrJoin(values, ",");
+                       if (target->has_value() && !(*target)->empty()) {
+                         joined = Cat(**target, ",", joined);
+                       }
+                       *target = std::move(joined);
+                       (*given_as)[primary] = name;
+                     })
+                  ->expected(1)
+                  ->allow_extra_args(false)
+                  ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+          break;
+        case Shape::kString:
+          // expected(0, 1): `--x=` (and `--x ""`) give an empty value, as with upstream's flags,
+          // instead of taking the next argument.
+          option = app.add_option_function<std::string>(name, record)
+                       ->expected(0, 1)
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+          break;
+      }
+      option->trigger_on_parse();
+      if (flag == s.flags.front()) {
+        option->description(description);
+      } else {
+        option->group("");  // hidden; listed in the primary's description
+      }
     }
-    option->description(Cat(s.help, " [env ", s.env, "]"));
   }
 }
 
 FlagOverrides FlagsFromEnv(const std::function<std::optional<std::string>(const char*)>& getenv) {
   FlagOverrides out;
   for (const Setting& s : Settings()) {
-    const std::string env(s.env);
-    if (auto v = getenv(env.c_str()); v.has_value() && !v->empty()) {
+    for (std::string_view env_name : s.envs) {
+      const std::string env(env_name);
+      auto v = getenv(env.c_str());
+      if (!v.has_value() || (v->empty() && !s.empty_env_is_a_value)) continue;
       out.*s.member = *v;
+      out.given_as[std::string(s.flags.front())] = env;
+      break;
     }
   }
   return out;
@@ -963,7 +1235,7 @@ Report LoadConfigReport(const FlagOverrides& command_line, const FlagOverrides& 
     return message;
   };
   report.errors.insert(report.errors.end(), override_errors.begin(), override_errors.end());
-  Problems problems = Check(report.config);
+  Problems problems = CheckAndNormalize(report.config);
   for (auto& e : problems.errors) {
     const std::string_view path = internal::PathOf(e);
     const bool already =

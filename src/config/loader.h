@@ -16,6 +16,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,35 +34,56 @@ namespace nvdp::config {
 
 // Values given explicitly on the command line or in the environment; unset
 // means "not given". Strings are raw (as typed) and are parsed/validated
-// together with the file.
+// together with the file. List settings (--device-list-strategy,
+// --imex-channel-ids, --cdi-feature-flags, --cdi-disable-hooks) hold their
+// values comma-joined.
 struct FlagOverrides {
   std::optional<std::string> mig_strategy{};
   std::optional<std::string> fail_on_init_error{};
   std::optional<std::string> mps_root{};
-  std::optional<std::string> nvidia_driver_root{};
-  std::optional<std::string> nvidia_dev_root{};
+  std::optional<std::string> nvidia_driver_root{};  // --driver-root
+  std::optional<std::string> nvidia_dev_root{};     // --dev-root
   std::optional<std::string> pass_device_specs{};
   std::optional<std::string> device_list_strategy{};
   std::optional<std::string> device_id_strategy{};
   std::optional<std::string> cdi_annotation_prefix{};
-  std::optional<std::string> container_driver_root{};
+  std::optional<std::string> container_driver_root{};  // --driver-root-ctr-path
   std::optional<std::string> shared_devices_allocation_policy{};
   std::optional<std::string> kubelet_socket{};
   std::optional<std::string> config_file{};
   std::optional<std::string> nvml_library{};
+  std::optional<std::string> gdrcopy_enabled{};
+  std::optional<std::string> gds_enabled{};
+  std::optional<std::string> mofed_enabled{};
+  std::optional<std::string> nvidia_cdi_hook_path{};
+  std::optional<std::string> device_discovery_strategy{};
+  std::optional<std::string> imex_channel_ids{};
+  std::optional<std::string> imex_required{};
+  std::optional<std::string> cdi_feature_flags{};
+  std::optional<std::string> cdi_disable_hooks{};
+
+  // The flag or variable each value above was given under ("--nvidia-driver-root",
+  // "CONTAINER_DRIVER_ROOT"), keyed by the setting's primary flag without "--" ("driver-root").
+  // Filled by AddFlags and FlagsFromEnv so that messages name what the user wrote; a value without
+  // an entry is named by the setting's primary flag or variable.
+  std::map<std::string, std::string, std::less<>> given_as{};
 };
 
-// Registers upstream's flag names (--mig-strategy, --fail-on-init-error, ...)
-// plus ours
-// (--nvml-library) on `app`, writing into `out`, which must outlive
-// `app.parse`. Boolean flags accept `--pass-device-specs` (true) and
-// `--pass-device-specs=<bool>`; repeated flags: the last wins, except
-// --device-list-strategy, whose values (comma lists) accumulate.
+// Registers upstream's flags under their primary names and aliases (--mig-strategy,
+// --driver-root and --nvidia-driver-root, ...) plus ours (--nvml-library) on `app`, writing into
+// `out`, which must outlive `app.parse`. Boolean flags accept `--pass-device-specs` (true) and
+// `--pass-device-specs=<bool>`. A string flag may be given an empty value (`--kubelet-socket=` or
+// `--kubelet-socket ""`). Repeated flags: the last one on the command line wins, whichever of a
+// setting's names it uses; list flags (--device-list-strategy, --imex-channel-ids,
+// --cdi-feature-flags, --cdi-disable-hooks) accumulate their comma lists instead. Does not add
+// --version (each binary adds its own).
 void AddFlags(CLI::App& app, FlagOverrides& out);
 
-// Reads upstream's environment variable names (MIG_STRATEGY,
-// FAIL_ON_INIT_ERROR, ...) plus ours (NVML_LIBRARY, ...) through `getenv`
-// (returns nullopt when unset). Empty values count as unset.
+// Reads upstream's environment variable names (MIG_STRATEGY, FAIL_ON_INIT_ERROR, ...) plus ours
+// (NVML_LIBRARY) through `getenv` (returns nullopt when unset). Empty values count as unset, except
+// KUBELET_SOCKET="", which means "do not register with kubelet" as upstream. A setting with several
+// variables (DRIVER_ROOT_CTR_PATH, CONTAINER_DRIVER_ROOT) takes the first one set, in upstream's
+// order.
 FlagOverrides FlagsFromEnv(const std::function<std::optional<std::string>(const char*)>& getenv);
 
 struct Loaded {
@@ -92,7 +114,8 @@ Report ParseConfigReport(std::string_view text, std::string_view source);
 absl::StatusOr<Loaded> ParseConfig(std::string_view text, std::string_view source);
 
 // The whole pipeline: read the file named by --config-file / CONFIG_FILE (if
-// any), apply env then flags over it, validate. Errors from the file, from the
+// any), apply env then flags over it, validate and normalise (CheckAndNormalize:
+// the returned config is the normalised one). Errors from the file, from the
 // flags and from validation together.
 Report LoadConfigReport(const FlagOverrides& command_line, const FlagOverrides& env);
 

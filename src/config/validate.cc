@@ -97,10 +97,6 @@ std::string ShowDevices(const DeviceSelector& d) {
 
 std::string ShowBool(bool b) { return b ? "true" : "false"; }
 
-std::string ShowOptional(const std::optional<std::string>& s) {
-  return s.has_value() ? Quote(*s) : std::string(internal::kUnset);
-}
-
 bool IsAbsolute(std::string_view path) { return !path.empty() && path.front() == '/'; }
 
 bool IsDnsSubdomain(std::string_view name) {
@@ -121,15 +117,35 @@ bool IsDnsSubdomain(std::string_view name) {
   return true;
 }
 
+// A list of strings as shown in messages: ["a", "b"].
+std::string ShowList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ", ";
+    if (out.size() > 100) {
+      out += "...";
+      break;
+    }
+    out += Quote(items[i]);
+  }
+  return out + "]";
+}
+
+constexpr std::string_view kNoImex = "this plugin injects no IMEX channels; containers get none";
+constexpr std::string_view kNoCdiSpec = "this plugin writes no CDI spec; ignored";
+
 class Checker {
  public:
-  explicit Checker(const Config& config) : config_(config) {}
+  explicit Checker(Config& config) : config_(config) {}
 
   Problems Run() {
     CheckVersion();
     CheckFlags();
+    CheckImex();
     CheckResources();
     CheckSharing();
+    // Last: entries_ points into the lists.
+    Normalize();
     return std::move(out_);
   }
 
@@ -172,7 +188,24 @@ class Checker {
       }
     }
 
-    if (!IsAbsolute(f.kubelet_socket)) {
+    if (f.device_discovery_strategy == DeviceDiscoveryStrategy::kTegra) {
+      Error(Problem("flags.deviceDiscoveryStrategy", Quote(ToString(f.device_discovery_strategy)),
+                    "tegra (Jetson) discovery is not supported; use auto or nvml"));
+    }
+    if (p.nvidia_cdi_hook_path != PluginFlags{}.nvidia_cdi_hook_path) {
+      Warn(Problem("flags.plugin.nvidiaCDIHookPath", Quote(p.nvidia_cdi_hook_path), kNoCdiSpec));
+    }
+    if (!p.cdi_feature_flags.empty()) {
+      Warn(Problem("flags.plugin.cdiFeatureFlags", ShowList(p.cdi_feature_flags), kNoCdiSpec));
+    }
+    if (!p.cdi_disable_hooks.empty()) {
+      Warn(Problem("--cdi-disable-hooks", ShowList(p.cdi_disable_hooks), kNoCdiSpec));
+    }
+
+    // Empty: serve without registering with kubelet (upstream's KUBELET_SOCKET="").
+    if (f.kubelet_socket.empty()) {
+      // valid
+    } else if (!IsAbsolute(f.kubelet_socket)) {
       Error(Problem("--kubelet-socket", Quote(f.kubelet_socket), "must be an absolute path"));
     } else if (f.kubelet_socket.size() > kMaxSocketPath) {
       Error(
@@ -182,6 +215,15 @@ class Checker {
     if (f.nvml_library.has_value() && f.nvml_library->empty()) {
       Error(Problem("--nvml-library", Quote(""), "must not be empty"));
     }
+  }
+
+  void CheckImex() {
+    const Imex& imex = config_.imex;
+    if (!imex.channel_ids.empty()) {
+      const DeviceSelector ids{.kind = DeviceSelector::Kind::kList, .ids = imex.channel_ids};
+      Warn(Problem("imex.channelIDs", ShowDevices(ids), kNoImex));
+    }
+    if (imex.required) Warn(Problem("imex.required", ShowBool(true), kNoImex));
   }
 
   // Checks a resource name as stored (without "nvidia.com/"); false if invalid.
@@ -299,6 +341,8 @@ class Checker {
     std::string path;  // e.g. "sharing.mps.resources[0]"
     const ReplicatedResource* resource;
     std::string shared_name;
+    size_t index;          // in its section's list
+    bool dropped = false;  // a time-slicing entry MPS takes over
   };
 
   void CheckSection(std::string_view section_path, const ReplicatedResources& section,
@@ -337,21 +381,19 @@ class Checker {
                      "MIG resources are advertised only with migStrategy "
                      "mixed; this entry matches nothing"));
       }
-      if (r.devices.kind != DeviceSelector::Kind::kAll && shared == r.name) {
-        if (is_mps) {
-          Error(Problem(Child(entry, "devices"), ShowDevices(r.devices),
-                        "a subset of the GPUs must be renamed under MPS (set "
-                        "rename or renameByDefault), or the GPUs not selected "
-                        "would be advertised as whole GPUs under the name of "
-                        "the shares"));
-        } else {
-          Warn(Problem(Child(entry, "devices"), ShowDevices(r.devices),
-                       "the devices not selected keep the same resource name "
-                       "as the replicas; set rename or renameByDefault to "
-                       "tell them apart"));
-        }
+      if (is_mps && r.devices.kind != DeviceSelector::Kind::kAll && r.rename.empty()) {
+        // Upstream ignores `devices`; so do we unless the entry is renamed (our extension).
+        Warn(Problem(Child(entry, "devices"), ShowDevices(r.devices),
+                     "ignored without rename, as upstream does: every GPU is shared; add rename "
+                     "to share only these devices"));
+        clear_devices_.push_back(i);
+      } else if (!is_mps && r.devices.kind != DeviceSelector::Kind::kAll && shared == r.name) {
+        Warn(Problem(Child(entry, "devices"), ShowDevices(r.devices),
+                     "the devices not selected keep the same resource name "
+                     "as the replicas; set rename or renameByDefault to "
+                     "tell them apart"));
       }
-      if (rename_ok) entries_.push_back({entry, &r, shared});
+      if (rename_ok) entries_.push_back({entry, &r, shared, i});
     }
   }
 
@@ -361,19 +403,23 @@ class Checker {
     const size_t first_mps = entries_.size();
     CheckSection(kMpsPath, s.mps, /*is_mps=*/true);
 
-    // A resource may use one sharing method.
-    for (size_t m = first_mps; m < entries_.size(); ++m) {
-      for (size_t t = 0; t < first_mps; ++t) {
-        if (entries_[m].resource->name == entries_[t].resource->name) {
-          Error(Problem(Child(entries_[m].path, "name"), Quote(entries_[m].resource->name),
-                        Cat("also shared by ", entries_[t].path,
-                            "; a resource can use only one sharing method")));
-        }
+    // A resource may use one sharing method: MPS wins, the time-slicing entry is dropped.
+    for (size_t t = 0; t < first_mps; ++t) {
+      for (size_t m = first_mps; m < entries_.size(); ++m) {
+        if (entries_[m].resource->name != entries_[t].resource->name) continue;
+        Warn(Problem(Child(entries_[t].path, "name"), Quote(entries_[t].resource->name),
+                     Cat("also shared by ", entries_[m].path,
+                         "; a resource can use one sharing method and MPS wins: this "
+                         "time-slicing entry is ignored")));
+        entries_[t].dropped = true;
+        drop_time_slicing_.push_back(entries_[t].index);
+        break;
       }
     }
     // Advertised (shared) names must be unique across both sections.
     std::map<std::string, const Entry*> by_shared;
     for (const Entry& e : entries_) {
+      if (e.dropped) continue;
       auto [it, inserted] = by_shared.emplace(e.shared_name, &e);
       if (inserted || it->second->resource->name == e.resource->name) continue;
       const bool renamed = !e.resource->rename.empty();
@@ -385,11 +431,12 @@ class Checker {
 
     if (!IsConfigured(s.mps)) return;
     const Flags& f = config_.flags;
+    // Only an explicit empty value unsets it (the default is /run/nvidia/mps).
     if (!f.mps_root.has_value() || f.mps_root->empty()) {
-      Error(Problem("flags.mpsRoot", ShowOptional(f.mps_root),
-                    "required when sharing.mps has resources (flags.mpsRoot, "
-                    "--mps-root or "
-                    "MPS_ROOT; Helm uses /run/nvidia/mps)"));
+      Error(Problem("flags.mpsRoot", Quote(""),
+                    Cat("required when sharing.mps has resources: set a directory, or remove the "
+                        "empty value to use the default ",
+                        kDefaultMpsRoot)));
     }
     if (f.mig_strategy == MigStrategy::kMixed) {
       Error(Problem("flags.migStrategy", Quote(ToString(f.mig_strategy)),
@@ -405,14 +452,30 @@ class Checker {
     }
   }
 
-  const Config& config_;
+  // Applies the rewrites the checks decided on (their warnings are already given).
+  void Normalize() {
+    entries_.clear();
+    for (size_t i : clear_devices_) config_.sharing.mps.resources[i].devices = DeviceSelector{};
+    std::vector<ReplicatedResource>& ts = config_.sharing.time_slicing.resources;
+    std::sort(drop_time_slicing_.rbegin(), drop_time_slicing_.rend());
+    for (size_t i : drop_time_slicing_) ts.erase(ts.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+
+  Config& config_;
   Problems out_;
   std::vector<Entry> entries_;
+  std::vector<size_t> clear_devices_;      // sharing.mps.resources indices
+  std::vector<size_t> drop_time_slicing_;  // sharing.timeSlicing.resources indices
 };
 
 }  // namespace
 
-Problems Check(const Config& config) { return Checker(config).Run(); }
+Problems CheckAndNormalize(Config& config) { return Checker(config).Run(); }
+
+Problems Check(const Config& config) {
+  Config copy = config;
+  return CheckAndNormalize(copy);
+}
 
 std::vector<std::string> Validate(const Config& config) { return Check(config).errors; }
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace nvdp::device {
 
@@ -62,9 +63,29 @@ absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const std::string&
     gpu.cc_minor = info->cc_minor;
     gpu.pci_bus_id = NvmlBusIdToSysfs(info->pci_bus_id);
     gpu.numa_node = ReadNumaNode(sysfs_root, gpu.pci_bus_id);
+    gpu.mig_enabled = info->mig_enabled;
+    if (!info->memory_error.empty()) {
+      inventory.warnings.push_back(
+          absl::StrCat("GPU ", gpu.index, " (", gpu.uuid, "): cannot read its memory size (",
+                       info->memory_error, "); MPS memory limits are left out for it"));
+    }
     inventory.gpus.push_back(std::move(gpu));
   }
   return inventory;
+}
+
+absl::Status CheckMigStrategySupported(config::MigStrategy strategy, const Inventory& inventory) {
+  if (strategy == config::MigStrategy::kNone) return absl::OkStatus();
+  std::vector<std::string> enabled;
+  for (const Gpu& gpu : inventory.gpus) {
+    if (gpu.mig_enabled) enabled.push_back(absl::StrCat(gpu.index, " (", gpu.uuid, ")"));
+  }
+  if (enabled.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "flags.migStrategy: ", std::string(config::ToString(strategy)), " — MIG is enabled on GPU ",
+      absl::StrJoin(enabled, ", "),
+      ", and this plugin does not implement the single and mixed MIG strategies yet; set "
+      "migStrategy: none to advertise the MIG-enabled GPUs as full GPUs, or disable MIG on them"));
 }
 
 }  // namespace nvdp::device

@@ -10,31 +10,35 @@ namespace nvdp::health {
 HealthSettings ParseHealthSettings(const std::optional<std::string>& disable,
                                    const std::optional<std::string>& enable) {
   HealthSettings settings;
-  auto for_each_xid = [](const std::string& list, auto&& fn) {
-    for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-      uint64_t xid = 0;
-      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &xid)) {
-        fn(xid);
+  // Calls `word` for `all`/`xids` and `xid` for each number of a comma list; warns about the rest.
+  auto for_each_item = [](const std::string& list, auto&& word, auto&& xid) {
+    const std::string lower = absl::AsciiStrToLower(list);
+    for (absl::string_view part : absl::StrSplit(lower, ',', absl::SkipWhitespace())) {
+      part = absl::StripAsciiWhitespace(part);
+      uint64_t number = 0;
+      if (part == "all" || part == "xids") {
+        word(part);
+      } else if (absl::SimpleAtoi(part, &number)) {
+        xid(number);
       } else {
         spdlog::warn("ignoring health-check setting '{}': not an Xid number", std::string(part));
       }
     }
   };
   if (disable) {
-    std::string value = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*disable));
-    if (value == "all" || value == "xids") {
-      settings.enabled = false;
-    } else {
-      for_each_xid(value, [&](uint64_t xid) { settings.ignored_xids.insert(xid); });
-    }
+    // As upstream: `all` or `xids` anywhere in the list turns the checks off; numbers are extra
+    // Xids to ignore.
+    for_each_item(
+        *disable, [&](absl::string_view) { settings.enabled = false; },
+        [&](uint64_t xid) { settings.ignored_xids.insert(xid); });
   }
   if (enable) {
-    std::string value = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*enable));
-    if (value == "all") {
-      settings.ignored_xids.clear();
-    } else {
-      for_each_xid(value, [&](uint64_t xid) { settings.ignored_xids.erase(xid); });
-    }
+    for_each_item(
+        *enable,
+        [&](absl::string_view word) {
+          if (word == "all") settings.ignored_xids.clear();
+        },
+        [&](uint64_t xid) { settings.ignored_xids.erase(xid); });
   }
   return settings;
 }

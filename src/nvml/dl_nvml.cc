@@ -46,7 +46,7 @@ namespace nvdp::nvml {
   X(nvmlEventSetFree)
 
 // Used when present (older drivers lack them).
-#define NVDP_NVML_OPTIONAL_SYMBOLS(X) X(nvmlDeviceGetMemoryInfo_v2)
+#define NVDP_NVML_OPTIONAL_SYMBOLS(X) X(nvmlDeviceGetMemoryInfo_v2) X(nvmlDeviceGetMigMode)
 
 namespace {
 
@@ -278,9 +278,12 @@ class DlNvml final : public Nvml {
         !s.ok()) {
       return s;
     }
-    auto memory = TotalMemory(device, id);
-    if (!memory.ok()) return memory.status();
-    info.memory_bytes = *memory;
+    // Upstream treats a memory query failure as a warning: the GPU is still advertised.
+    if (auto memory = TotalMemory(device, id); memory.ok()) {
+      info.memory_bytes = *memory;
+    } else {
+      info.memory_error = std::string(memory.status().message());
+    }
     if (auto s =
             Check(api_.nvmlDeviceGetCudaComputeCapability(device, &info.cc_major, &info.cc_minor),
                   "nvmlDeviceGetCudaComputeCapability", id);
@@ -294,6 +297,17 @@ class DlNvml final : public Nvml {
     }
     info.pci_bus_id = std::string(pci.busId, strnlen(pci.busId, sizeof(pci.busId)));
     info.pci_device_id = pci.pciDeviceId;
+    if (api_.nvmlDeviceGetMigMode != nullptr) {
+      unsigned current = 0;
+      unsigned pending = 0;
+      nvmlReturn_t ret = api_.nvmlDeviceGetMigMode(device, &current, &pending);
+      if (ret == NVML_SUCCESS) {
+        info.mig_capable = true;
+        info.mig_enabled = current == 1;
+      } else if (ret != NVML_ERROR_NOT_SUPPORTED) {
+        return Check(ret, "nvmlDeviceGetMigMode", id);
+      }
+    }
     return info;
   }
 

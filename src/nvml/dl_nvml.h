@@ -1,8 +1,7 @@
 // DlNvml: the real `Nvml`, backed by libnvidia-ml.so.1 loaded with dlopen.
 //
-// The only code in the project that knows NVML's C ABI (declared in nvml_abi.h
-// from
-// ../shared/facts/nvml.md, with static_asserts on struct sizes). Versioned
+// The only code in the project that knows NVML's C ABI (declared in nvml_abi.h,
+// with static_asserts on struct sizes). Versioned
 // symbols are resolved by name (`nvmlInit_v2`, `nvmlDeviceGetCount_v2`,
 // `nvmlDeviceGetHandleByIndex_v2`, `nvmlDeviceGetPciInfo_v3`,
 // `nvmlEventSetWait_v2`, ...); optional ones may be missing.

@@ -25,11 +25,16 @@ struct GpuInfo {
   unsigned index = 0;         // NVML index (nvmlDeviceGetHandleByIndex_v2)
   unsigned minor = 0;         // /dev/nvidia<minor>
   std::string name;           // "NVIDIA A100-SXM4-40GB"
-  uint64_t memory_bytes = 0;  // total device memory
+  uint64_t memory_bytes = 0;  // total device memory; 0 when NVML could not report it
+  std::string memory_error;   // why memory_bytes is 0 (a warning, not a discovery failure)
   int cc_major = 0;           // CUDA compute capability
   int cc_minor = 0;
   std::string pci_bus_id;      // NVML form: "00000000:07:00.0" (8-digit domain, upper-case hex)
   uint32_t pci_device_id = 0;  // (deviceId << 16) | vendorId
+  // nvmlDeviceGetMigMode: NOT_SUPPORTED (or a driver without the symbol) means not MIG-capable;
+  // current mode 1 means MIG is enabled.
+  bool mig_capable = false;
+  bool mig_enabled = false;
 };
 
 // One health-relevant event (only Xid critical errors carry a code).

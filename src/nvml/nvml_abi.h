@@ -1,6 +1,6 @@
 // nvml_abi.h: the subset of NVML's C ABI this project uses, declared by us.
 //
-// Written from ../shared/facts/nvml.md (not copied from NVIDIA's header).
+// Written from NVML's documented C ABI (not copied from NVIDIA's header).
 // Shared by the dlopen implementation (dl_nvml.cc), which only uses the
 // function-pointer typedefs, and by the fake libnvidia-ml.so.1
 // (tests/fakes/nvml), which defines the functions with exactly these types.
@@ -132,6 +132,8 @@ typedef nvmlReturn_t (*nvmlDeviceGetMinorNumber_fn)(nvmlDevice_t device, unsigne
 typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_fn)(nvmlDevice_t device, nvmlMemory_t* memory);
 typedef nvmlReturn_t (*nvmlDeviceGetMemoryInfo_v2_fn)(nvmlDevice_t device, nvmlMemory_v2_t* memory);
 typedef nvmlReturn_t (*nvmlDeviceGetPciInfo_v3_fn)(nvmlDevice_t device, nvmlPciInfo_t* pci);
+typedef nvmlReturn_t (*nvmlDeviceGetMigMode_fn)(nvmlDevice_t device, unsigned int* currentMode,
+                                                unsigned int* pendingMode);
 typedef nvmlReturn_t (*nvmlDeviceGetCudaComputeCapability_fn)(nvmlDevice_t device, int* major,
                                                               int* minor);
 typedef nvmlReturn_t (*nvmlEventSetCreate_fn)(nvmlEventSet_t* set);

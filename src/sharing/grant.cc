@@ -1,6 +1,6 @@
 // Allocate for one container: checks the device IDs kubelet sent against the
 // resource and, under per-container MPS, against the allocation rules of
-// ../shared/design/SHARING.md (never trusting that kubelet followed
+// docs/design/resource-model.md (never trusting that kubelet followed
 // PreferredAllocation), and turns them into GPUs and limits.
 //
 // Pure; safe to call concurrently.
@@ -47,7 +47,8 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
     const device::Gpu& gpu = gpu_of(order.front());
     grant.gpus.push_back(gpu);
     limits.active_thread_percentage = static_cast<int>(std::max<int64_t>(1, 100 * k / n));
-    if (proportional) {
+    // A GPU whose memory size NVML could not report (0) gets no memory limit rather than 0 MiB.
+    if (proportional && gpu.memory_bytes > 0) {
       limits.pinned_mem_limit = absl::StrCat("0=", internal::ShareMiB(gpu.memory_bytes, k, n), "M");
     }
   } else if (k % n == 0) {
@@ -68,10 +69,12 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
     for (size_t ordinal = 0; ordinal < order.size(); ++ordinal) {
       const device::Gpu& gpu = gpu_of(order[ordinal]);
       grant.gpus.push_back(gpu);
-      memory.push_back(absl::StrCat(ordinal, "=", gpu.memory_bytes >> 20, "M"));
+      if (gpu.memory_bytes > 0) {
+        memory.push_back(absl::StrCat(ordinal, "=", gpu.memory_bytes >> 20, "M"));
+      }
     }
     limits.active_thread_percentage = 100;
-    if (proportional) limits.pinned_mem_limit = absl::StrJoin(memory, ",");
+    if (proportional && !memory.empty()) limits.pinned_mem_limit = absl::StrJoin(memory, ",");
   } else {
     return internal::UnevenRequestError(spec, k);
   }

@@ -1,4 +1,4 @@
-// GetPreferredAllocation, per mode (../shared/design/SHARING.md):
+// GetPreferredAllocation, per mode (docs/design/resource-model.md):
 // - per-container MPS: best fit on one GPU below n shares, whole free GPUs for
 // multiples of n, an
 //   error when no GPU (or not enough whole GPUs) can hold the request;

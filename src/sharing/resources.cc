@@ -9,10 +9,11 @@
 // whose `name` is one of
 //    those resources moves the GPUs its `devices` selects (all, the first N by
 //    index, or a list of indices / UUIDs; upstream ignores `devices`, we honour
-//    it) into a shared resource named `rename`, else `<name>.shared` with
-//    renameByDefault, else `<name>`. The other GPUs stay under the unshared
-//    name. Entries for a resource this node does not have are skipped, so one
-//    config can serve different nodes.
+//    it: config::CheckAndNormalize, run by LoadConfig, has already cleared it on
+//    MPS entries without `rename`, as upstream, and dropped time-slicing entries
+//    for resources MPS also shares) into a shared resource named `rename`, else `<name>.shared`
+//    with renameByDefault, else `<name>`. The other GPUs stay under the unshared name. Entries for
+//    a resource this node does not have are skipped, so one config can serve different nodes.
 // 3. GPUs that end up under one name are merged; a name that would mean two
 // different things
 //    (modes, replicas, settings) is an error, as is a GPU claimed by two

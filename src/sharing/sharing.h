@@ -1,4 +1,4 @@
-// The resource model of ../shared/design/SHARING.md as pure functions: which
+// The resource model of docs/design/resource-model.md as pure functions: which
 // device IDs a resource advertises, which IDs a container should get
 // (GetPreferredAllocation), and what a set of IDs grants a container
 // (Allocate): its GPUs in container order and, under per-container MPS, its

@@ -79,9 +79,11 @@ TEST(ConfigFailRequestsGreaterThanOne, DefaultsByMode) {
   EXPECT_FALSE(FailRequestsGreaterThanOne(ts, /*is_mps=*/false,
                                           /*per_container_limits=*/false));
   MpsSharing mps;
+  EXPECT_FALSE(mps.per_container_limits);        // omitted: upstream's uniform mode
+  EXPECT_TRUE(FailRequestsGreaterThanOne(mps));  // uniform: upstream's default
+  mps.per_container_limits = true;
   EXPECT_FALSE(FailRequestsGreaterThanOne(mps));  // per-container: k shares is the point
   mps.per_container_limits = false;
-  EXPECT_TRUE(FailRequestsGreaterThanOne(mps));  // uniform: upstream's default
   mps.fail_requests_greater_than_one = false;
   EXPECT_FALSE(FailRequestsGreaterThanOne(mps));
   ts.fail_requests_greater_than_one = true;
@@ -96,11 +98,14 @@ TEST(ConfigValidate, DefaultConfigIsValid) {
 
 TEST(ConfigValidate, CodeBuiltMpsConfig) {
   Config c;
+  c.sharing.mps.per_container_limits = true;
   c.sharing.mps.resources.push_back(Shared("gpu", 100));
-  EXPECT_THAT(Validate(c), ElementsAre("flags.mpsRoot: (unset) \u2014 required "
-                                       "when sharing.mps has resources "
-                                       "(flags.mpsRoot, --mps-root or "
-                                       "MPS_ROOT; Helm uses /run/nvidia/mps)"));
+  EXPECT_EQ(c.flags.mps_root, "/run/nvidia/mps");  // the default
+  EXPECT_THAT(Validate(c), IsEmpty());
+  c.flags.mps_root.reset();  // set empty explicitly
+  EXPECT_THAT(Validate(c), ElementsAre("flags.mpsRoot: \"\" \u2014 required when sharing.mps has "
+                                       "resources: set a directory, or remove the empty value to "
+                                       "use the default /run/nvidia/mps"));
   c.flags.mps_root = "/run/nvidia/mps";
   EXPECT_THAT(Validate(c), IsEmpty());
   c.sharing.mps.per_container_limits = false;
@@ -125,6 +130,7 @@ TEST(ConfigValidate, ReplicaBounds) {
 TEST(ConfigValidate, PerContainerWithFailRequestsIsAWarning) {
   Config c;
   c.flags.mps_root = "/mps";
+  c.sharing.mps.per_container_limits = true;
   c.sharing.mps.resources.push_back(Shared("gpu", 10));
   c.sharing.mps.fail_requests_greater_than_one = true;
   const Problems p = Check(c);
@@ -133,6 +139,74 @@ TEST(ConfigValidate, PerContainerWithFailRequestsIsAWarning) {
                                       "perContainerLimits: true every container gets exactly one "
                                       "share; omit "
                                       "it (or set false) to allow requests for several shares"));
+}
+
+TEST(ConfigValidate, CheckAndNormalizeRewritesUpstreamFormsCheckDoesNot) {
+  Config c;
+  c.sharing.time_slicing.resources.push_back(Shared("gpu", 2));
+  c.sharing.mps.resources.push_back(Shared("gpu", 10));
+  c.sharing.mps.resources[0].devices.kind = DeviceSelector::Kind::kCount;
+  c.sharing.mps.resources[0].devices.count = 2;
+  const Config before = c;
+  const Problems checked = Check(c);
+  EXPECT_THAT(checked.errors, IsEmpty());
+  EXPECT_THAT(checked.warnings,
+              ElementsAre("sharing.mps.resources[0].devices: 2 \u2014 ignored without rename, as "
+                          "upstream does: every GPU is shared; add rename to share only these "
+                          "devices",
+                          "sharing.timeSlicing.resources[0].name: \"gpu\" \u2014 also shared by "
+                          "sharing.mps.resources[0]; a resource can use one sharing method and MPS "
+                          "wins: this time-slicing entry is ignored"));
+  EXPECT_EQ(c.sharing.time_slicing.resources.size(), 1u);  // Check works on a copy
+  EXPECT_EQ(c.sharing.mps.resources[0].devices.kind, DeviceSelector::Kind::kCount);
+
+  const Problems normalised = CheckAndNormalize(c);
+  EXPECT_EQ(normalised.warnings, checked.warnings);
+  EXPECT_THAT(c.sharing.time_slicing.resources, IsEmpty());
+  EXPECT_EQ(c.sharing.mps.resources[0].devices.kind, DeviceSelector::Kind::kAll);
+  // Idempotent.
+  EXPECT_THAT(CheckAndNormalize(c).warnings, IsEmpty());
+
+  // Renamed: devices honoured, nothing to say.
+  Config renamed = before;
+  renamed.sharing.time_slicing.resources.clear();
+  renamed.sharing.mps.resources[0].rename = "gpu-mps";
+  EXPECT_THAT(CheckAndNormalize(renamed).warnings, IsEmpty());
+  EXPECT_EQ(renamed.sharing.mps.resources[0].devices.kind, DeviceSelector::Kind::kCount);
+}
+
+TEST(ConfigValidate, UpstreamSettingsWeDoNotUse) {
+  Config c;
+  c.flags.device_discovery_strategy = DeviceDiscoveryStrategy::kTegra;
+  c.imex.channel_ids = {"0"};
+  c.imex.required = true;
+  c.flags.plugin.nvidia_cdi_hook_path = "/opt/nvidia-ctk";
+  c.flags.plugin.cdi_feature_flags = {"f"};
+  c.flags.plugin.cdi_disable_hooks = {"h"};
+  const Problems p = Check(c);
+  EXPECT_THAT(p.errors,
+              ElementsAre("flags.deviceDiscoveryStrategy: \"tegra\" \u2014 tegra (Jetson) "
+                          "discovery is not supported; use auto or nvml"));
+  EXPECT_THAT(
+      p.warnings,
+      ::testing::UnorderedElementsAre(
+          "imex.channelIDs: [0] \u2014 this plugin injects no IMEX channels; containers get none",
+          "imex.required: true \u2014 this plugin injects no IMEX channels; containers get none",
+          "flags.plugin.nvidiaCDIHookPath: \"/opt/nvidia-ctk\" \u2014 this plugin writes no CDI "
+          "spec; ignored",
+          "flags.plugin.cdiFeatureFlags: [\"f\"] \u2014 this plugin writes no CDI spec; ignored",
+          "--cdi-disable-hooks: [\"h\"] \u2014 this plugin writes no CDI spec; ignored"));
+  c.flags.device_discovery_strategy = DeviceDiscoveryStrategy::kNvml;
+  c.flags.gdrcopy_enabled = c.flags.gds_enabled = c.flags.mofed_enabled = true;
+  EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(ConfigValidate, EmptyKubeletSocketIsValid) {
+  Config c;
+  c.flags.kubelet_socket = "";
+  EXPECT_THAT(Validate(c), IsEmpty());
+  c.flags.kubelet_socket = "relative.sock";
+  EXPECT_THAT(Validate(c), ElementsAre(::testing::HasSubstr("must be an absolute path")));
 }
 
 TEST(ConfigValidate, KubeletSocketFitsSunPath) {

@@ -66,6 +66,15 @@ flags:
     cdiAnnotationPrefix: file.example.com/
     containerDriverRoot: /file/driver-root
     sharedDevicesAllocationPolicy: packed
+    nvidiaCDIHookPath: /file/ctk
+    cdiFeatureFlags: [a, b]
+  gdrcopyEnabled: true
+  gdsEnabled: true
+  mofedEnabled: true
+  deviceDiscoveryStrategy: nvml
+imex:
+  channelIDs: [1, 2]
+  required: true
 )";
 
 TEST(ConfigPrecedence, DefaultsWithNothingGiven) {
@@ -73,7 +82,7 @@ TEST(ConfigPrecedence, DefaultsWithNothingGiven) {
   const Config d;
   EXPECT_EQ(c.flags.mig_strategy, MigStrategy::kNone);
   EXPECT_TRUE(c.flags.fail_on_init_error);
-  EXPECT_FALSE(c.flags.mps_root.has_value());
+  EXPECT_EQ(c.flags.mps_root, "/run/nvidia/mps");
   EXPECT_EQ(c.flags.nvidia_driver_root, "/");
   EXPECT_EQ(c.flags.DevRoot(), "/");
   EXPECT_FALSE(c.flags.plugin.pass_device_specs);
@@ -87,6 +96,17 @@ TEST(ConfigPrecedence, DefaultsWithNothingGiven) {
   EXPECT_FALSE(c.flags.nvml_library.has_value());
   EXPECT_TRUE(c.sharing.mps.resources.empty());
   EXPECT_TRUE(c.sharing.time_slicing.resources.empty());
+  EXPECT_FALSE(c.sharing.mps.per_container_limits);
+  EXPECT_FALSE(c.flags.gdrcopy_enabled);
+  EXPECT_FALSE(c.flags.gds_enabled);
+  EXPECT_FALSE(c.flags.mofed_enabled);
+  EXPECT_EQ(c.flags.device_discovery_strategy, DeviceDiscoveryStrategy::kAuto);
+  EXPECT_EQ(c.flags.plugin.nvidia_cdi_hook_path, "/usr/bin/nvidia-ctk");
+  EXPECT_THAT(c.flags.plugin.cdi_feature_flags, IsEmpty());
+  EXPECT_THAT(c.flags.plugin.cdi_disable_hooks, IsEmpty());
+  EXPECT_THAT(c.imex.channel_ids, IsEmpty());
+  EXPECT_FALSE(c.imex.required);
+  EXPECT_EQ(c.flags.kubelet_socket, "/var/lib/kubelet/device-plugins/kubelet.sock");
 }
 
 TEST(ConfigPrecedence, FileOverridesDefaults) {
@@ -104,6 +124,14 @@ TEST(ConfigPrecedence, FileOverridesDefaults) {
   EXPECT_EQ(c.flags.plugin.cdi_annotation_prefix, "file.example.com/");
   EXPECT_EQ(c.flags.plugin.container_driver_root, "/file/driver-root");
   EXPECT_EQ(c.flags.plugin.shared_devices_allocation_policy, AllocationPolicy::kPacked);
+  EXPECT_EQ(c.flags.plugin.nvidia_cdi_hook_path, "/file/ctk");
+  EXPECT_THAT(c.flags.plugin.cdi_feature_flags, ElementsAre("a", "b"));
+  EXPECT_TRUE(c.flags.gdrcopy_enabled);
+  EXPECT_TRUE(c.flags.gds_enabled);
+  EXPECT_TRUE(c.flags.mofed_enabled);
+  EXPECT_EQ(c.flags.device_discovery_strategy, DeviceDiscoveryStrategy::kNvml);
+  EXPECT_THAT(c.imex.channel_ids, ElementsAre("1", "2"));
+  EXPECT_TRUE(c.imex.required);
   EXPECT_EQ(c.flags.config_file, dir.path() / "c.yaml");
 }
 
@@ -152,6 +180,22 @@ std::vector<Row> Rows() {
        [](const Config& c) {
          return std::string(ToString(c.flags.plugin.shared_devices_allocation_policy));
        }},
+      {&FlagOverrides::gdrcopy_enabled, "true", "false", "true",
+       [](const Config& c) { return std::string(c.flags.gdrcopy_enabled ? "true" : "false"); }},
+      {&FlagOverrides::gds_enabled, "true", "false", "true",
+       [](const Config& c) { return std::string(c.flags.gds_enabled ? "true" : "false"); }},
+      {&FlagOverrides::mofed_enabled, "true", "false", "true",
+       [](const Config& c) { return std::string(c.flags.mofed_enabled ? "true" : "false"); }},
+      {&FlagOverrides::device_discovery_strategy, "nvml", "auto", "nvml",
+       [](const Config& c) { return std::string(ToString(c.flags.device_discovery_strategy)); }},
+      {&FlagOverrides::nvidia_cdi_hook_path, "/file/ctk", "/env/ctk", "/flag/ctk",
+       [](const Config& c) { return c.flags.plugin.nvidia_cdi_hook_path; }},
+      {&FlagOverrides::cdi_feature_flags, "a,b", "c", "d,e",
+       [](const Config& c) { return absl::StrJoin(c.flags.plugin.cdi_feature_flags, ","); }},
+      {&FlagOverrides::imex_channel_ids, "1,2", "3", "4,5",
+       [](const Config& c) { return absl::StrJoin(c.imex.channel_ids, ","); }},
+      {&FlagOverrides::imex_required, "true", "false", "true",
+       [](const Config& c) { return std::string(c.imex.required ? "true" : "false"); }},
   };
 }
 
@@ -197,20 +241,32 @@ TEST(ConfigPrecedence, ConfigFileFromFlagBeatsEnv) {
             MigStrategy::kSingle);
 }
 
-TEST(ConfigPrecedence, MpsRootFromFlagSatisfiesAFileWithMps) {
+TEST(ConfigPrecedence, MpsRootDefaultsAndOnlyAnExplicitEmptyValueUnsetsIt) {
   TempDir dir;
   const std::string file = dir.Write("mps.yaml", R"(version: v1
 sharing:
   mps:
     resources:
     - name: gpu
-      replicas: 100
+      replicas: 10
 )");
-  auto without = LoadConfigReport({.config_file = file}, {});
-  EXPECT_THAT(without.errors,
-              ElementsAre(HasSubstr("flags.mpsRoot: (unset) \u2014 required when sharing.mps")));
-  EXPECT_TRUE(LoadConfigReport({.config_file = file}, {.mps_root = "/run/nvidia/mps"}).ok());
-  EXPECT_TRUE(LoadConfigReport({.mps_root = "/run/nvidia/mps", .config_file = file}, {}).ok());
+  EXPECT_EQ(MustLoad({.config_file = file}, {}).flags.mps_root, "/run/nvidia/mps");
+  // An empty variable counts as unset: the default stays.
+  EXPECT_EQ(
+      MustLoad({.config_file = file}, FlagsFromEnv(FakeEnv({{"MPS_ROOT", ""}}))).flags.mps_root,
+      "/run/nvidia/mps");
+  // An empty flag unsets it, and MPS then needs one; the message names the flag.
+  EXPECT_THAT(LoadConfigReport(ParseArgs({"--mps-root=", "--config-file", file}), {}).errors,
+              ElementsAre("--mps-root: \"\" \u2014 required when sharing.mps has resources: set a "
+                          "directory, or remove the empty value to use the default "
+                          "/run/nvidia/mps"));
+  const std::string empty = dir.Write("empty.yaml", R"(version: v1
+flags: {mpsRoot: ""}
+sharing: {mps: {resources: [{name: gpu, replicas: 10}]}}
+)");
+  EXPECT_THAT(LoadConfigReport({.config_file = empty}, {}).errors,
+              ElementsAre(HasSubstr("flags.mpsRoot: \"\" \u2014 required when sharing.mps")));
+  EXPECT_EQ(MustLoad({.config_file = empty}, {.mps_root = "/env/mps"}).flags.mps_root, "/env/mps");
 }
 
 TEST(ConfigFlags, AddFlagsReadsUpstreamNames) {
@@ -438,6 +494,7 @@ flags:
   mpsRoot: /run/nvidia/mps
 sharing:
   mps:
+    perContainerLimits: true
     memoryLimit: none
     resources:
     - name: nvidia.com/gpu
@@ -447,7 +504,7 @@ sharing:
 )",
                           "a.yaml");
   auto json = ParseConfig(
-      R"({"version":"v1","flags":{"mpsRoot":"/run/nvidia/mps"},"sharing":{"mps":{"memoryLimit":"none",)"
+      R"({"version":"v1","flags":{"mpsRoot":"/run/nvidia/mps"},"sharing":{"mps":{"perContainerLimits":true,"memoryLimit":"none",)"
       R"("resources":[{"name":"nvidia.com/gpu","rename":"gpu-mps","devices":[0,"1",)"
       R"("GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"],"replicas":100}]}}})",
       "a.json");
@@ -526,6 +583,325 @@ TEST(ConfigParse, NeverThrowsOnHostileInput) {
     const Report r = ParseConfigReport(doc, "hostile");
     (void)Check(r.config);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream parity: every flag under each name, every variable, aliases, KUBELET_SOCKET="".
+// ---------------------------------------------------------------------------------------------
+
+struct Name {
+  std::string name;  // "--driver-root" or "NVIDIA_DRIVER_ROOT"
+  std::optional<std::string> FlagOverrides::*member;
+  std::string value;
+};
+
+// Upstream v0.20.0's flags (every name, aliases included) for settings with a value.
+std::vector<Name> UpstreamFlags() {
+  return {
+      {"--mig-strategy", &FlagOverrides::mig_strategy, "single"},
+      {"--fail-on-init-error", &FlagOverrides::fail_on_init_error, "false"},
+      {"--driver-root", &FlagOverrides::nvidia_driver_root, "/d"},
+      {"--nvidia-driver-root", &FlagOverrides::nvidia_driver_root, "/d"},
+      {"--dev-root", &FlagOverrides::nvidia_dev_root, "/dev-root"},
+      {"--nvidia-dev-root", &FlagOverrides::nvidia_dev_root, "/dev-root"},
+      {"--pass-device-specs", &FlagOverrides::pass_device_specs, "true"},
+      {"--device-list-strategy", &FlagOverrides::device_list_strategy, "cdi-cri"},
+      {"--device-id-strategy", &FlagOverrides::device_id_strategy, "index"},
+      {"--gdrcopy-enabled", &FlagOverrides::gdrcopy_enabled, "true"},
+      {"--gds-enabled", &FlagOverrides::gds_enabled, "true"},
+      {"--mofed-enabled", &FlagOverrides::mofed_enabled, "true"},
+      {"--cdi-annotation-prefix", &FlagOverrides::cdi_annotation_prefix, "x.example.com/"},
+      {"--nvidia-cdi-hook-path", &FlagOverrides::nvidia_cdi_hook_path, "/ctk"},
+      {"--nvidia-ctk-path", &FlagOverrides::nvidia_cdi_hook_path, "/ctk"},
+      {"--driver-root-ctr-path", &FlagOverrides::container_driver_root, "/cdr"},
+      {"--container-driver-root", &FlagOverrides::container_driver_root, "/cdr"},
+      {"--mps-root", &FlagOverrides::mps_root, "/mps"},
+      {"--shared-devices-allocation-policy", &FlagOverrides::shared_devices_allocation_policy,
+       "packed"},
+      {"--device-discovery-strategy", &FlagOverrides::device_discovery_strategy, "nvml"},
+      {"--imex-channel-ids", &FlagOverrides::imex_channel_ids, "0,1"},
+      {"--imex-required", &FlagOverrides::imex_required, "true"},
+      {"--kubelet-socket", &FlagOverrides::kubelet_socket, "/k.sock"},
+      {"--config-file", &FlagOverrides::config_file, "/c.yaml"},
+      {"--cdi-feature-flags", &FlagOverrides::cdi_feature_flags, "a,b"},
+      {"--cdi-disable-hooks", &FlagOverrides::cdi_disable_hooks, "a,b"},
+  };
+}
+
+// Upstream v0.20.0's variables, every name.
+std::vector<Name> UpstreamEnvs() {
+  return {
+      {"MIG_STRATEGY", &FlagOverrides::mig_strategy, "single"},
+      {"FAIL_ON_INIT_ERROR", &FlagOverrides::fail_on_init_error, "false"},
+      {"NVIDIA_DRIVER_ROOT", &FlagOverrides::nvidia_driver_root, "/d"},
+      {"NVIDIA_DEV_ROOT", &FlagOverrides::nvidia_dev_root, "/dev-root"},
+      {"PASS_DEVICE_SPECS", &FlagOverrides::pass_device_specs, "true"},
+      {"DEVICE_LIST_STRATEGY", &FlagOverrides::device_list_strategy, "cdi-cri"},
+      {"DEVICE_ID_STRATEGY", &FlagOverrides::device_id_strategy, "index"},
+      {"GDRCOPY_ENABLED", &FlagOverrides::gdrcopy_enabled, "true"},
+      {"GDS_ENABLED", &FlagOverrides::gds_enabled, "true"},
+      {"MOFED_ENABLED", &FlagOverrides::mofed_enabled, "true"},
+      {"CDI_ANNOTATION_PREFIX", &FlagOverrides::cdi_annotation_prefix, "x.example.com/"},
+      {"NVIDIA_CDI_HOOK_PATH", &FlagOverrides::nvidia_cdi_hook_path, "/ctk"},
+      {"NVIDIA_CTK_PATH", &FlagOverrides::nvidia_cdi_hook_path, "/ctk"},
+      {"DRIVER_ROOT_CTR_PATH", &FlagOverrides::container_driver_root, "/cdr"},
+      {"CONTAINER_DRIVER_ROOT", &FlagOverrides::container_driver_root, "/cdr"},
+      {"MPS_ROOT", &FlagOverrides::mps_root, "/mps"},
+      {"SHARED_DEVICES_ALLOCATION_POLICY", &FlagOverrides::shared_devices_allocation_policy,
+       "packed"},
+      {"DEVICE_DISCOVERY_STRATEGY", &FlagOverrides::device_discovery_strategy, "nvml"},
+      {"IMEX_CHANNEL_IDS", &FlagOverrides::imex_channel_ids, "0,1"},
+      {"IMEX_REQUIRED", &FlagOverrides::imex_required, "true"},
+      {"KUBELET_SOCKET", &FlagOverrides::kubelet_socket, "/k.sock"},
+      {"CONFIG_FILE", &FlagOverrides::config_file, "/c.yaml"},
+      {"CDI_FEATURE_FLAGS", &FlagOverrides::cdi_feature_flags, "a,b"},
+      {"CDI_DISABLE_HOOKS", &FlagOverrides::cdi_disable_hooks, "a,b"},
+  };
+}
+
+// The primary flag (without "--") of the setting `member` belongs to, from UpstreamFlags.
+std::string PrimaryOf(std::optional<std::string> FlagOverrides::*member) {
+  for (const Name& n : UpstreamFlags()) {
+    if (n.member == member) return n.name.substr(2);
+  }
+  return "";
+}
+
+TEST(ConfigUpstreamNames, EveryFlagAndAliasIsAcceptedAndRecordsItsName) {
+  for (const Name& n : UpstreamFlags()) {
+    SCOPED_TRACE(n.name);
+    const FlagOverrides f = ParseArgs({n.name + "=" + n.value});
+    EXPECT_EQ(f.*n.member, n.value);
+    EXPECT_EQ(f.given_as.at(PrimaryOf(n.member)), n.name);
+    // As a separate argument too (booleans take `--x=<bool>` only).
+    if (n.value != "true" && n.value != "false") {
+      EXPECT_EQ(ParseArgs({n.name, n.value}).*n.member, n.value);
+    }
+  }
+}
+
+TEST(ConfigUpstreamNames, EveryVariableIsReadAndRecordsItsName) {
+  for (const Name& n : UpstreamEnvs()) {
+    SCOPED_TRACE(n.name);
+    const FlagOverrides f = FlagsFromEnv(FakeEnv({{n.name, n.value}}));
+    EXPECT_EQ(f.*n.member, n.value);
+    EXPECT_EQ(f.given_as.at(PrimaryOf(n.member)), n.name);
+  }
+}
+
+TEST(ConfigUpstreamNames, AliasesResolveToTheSameSetting) {
+  const Config c = MustLoad(ParseArgs({"--nvidia-driver-root=/a", "--nvidia-dev-root=/b",
+                                       "--container-driver-root=/c", "--nvidia-ctk-path=/d"}),
+                            {});
+  EXPECT_EQ(c.flags.nvidia_driver_root, "/a");
+  EXPECT_EQ(c.flags.DevRoot(), "/b");
+  EXPECT_EQ(c.flags.plugin.container_driver_root, "/c");
+  EXPECT_EQ(c.flags.plugin.nvidia_cdi_hook_path, "/d");
+  const Config e = MustLoad(
+      {}, FlagsFromEnv(FakeEnv({{"CONTAINER_DRIVER_ROOT", "/c"}, {"NVIDIA_CTK_PATH", "/d"}})));
+  EXPECT_EQ(e.flags.plugin.container_driver_root, "/c");
+  EXPECT_EQ(e.flags.plugin.nvidia_cdi_hook_path, "/d");
+}
+
+TEST(ConfigUpstreamNames, RepeatedFlagsLastOneWinsAcrossAliases) {
+  EXPECT_EQ(ParseArgs({"--driver-root=/a", "--nvidia-driver-root=/b"}).nvidia_driver_root, "/b");
+  EXPECT_EQ(ParseArgs({"--nvidia-driver-root=/b", "--driver-root=/a"}).nvidia_driver_root, "/a");
+  const FlagOverrides f = ParseArgs({"--nvidia-ctk-path=/x", "--nvidia-cdi-hook-path=/y"});
+  EXPECT_EQ(f.nvidia_cdi_hook_path, "/y");
+  EXPECT_EQ(f.given_as.at("nvidia-cdi-hook-path"), "--nvidia-cdi-hook-path");
+}
+
+TEST(ConfigUpstreamNames, FirstListedVariableWins) {
+  FlagOverrides f = FlagsFromEnv(
+      FakeEnv({{"DRIVER_ROOT_CTR_PATH", "/primary"}, {"CONTAINER_DRIVER_ROOT", "/alias"}}));
+  EXPECT_EQ(f.container_driver_root, "/primary");
+  EXPECT_EQ(f.given_as.at("driver-root-ctr-path"), "DRIVER_ROOT_CTR_PATH");
+  f = FlagsFromEnv(FakeEnv({{"NVIDIA_CDI_HOOK_PATH", "/primary"}, {"NVIDIA_CTK_PATH", "/alias"}}));
+  EXPECT_EQ(f.nvidia_cdi_hook_path, "/primary");
+  // An empty variable counts as unset, so the next name is used.
+  f = FlagsFromEnv(FakeEnv({{"DRIVER_ROOT_CTR_PATH", ""}, {"CONTAINER_DRIVER_ROOT", "/alias"}}));
+  EXPECT_EQ(f.container_driver_root, "/alias");
+  EXPECT_EQ(f.given_as.at("driver-root-ctr-path"), "CONTAINER_DRIVER_ROOT");
+}
+
+TEST(ConfigUpstreamNames, ListFlagsAccumulate) {
+  const FlagOverrides f = ParseArgs({"--imex-channel-ids=0", "--imex-channel-ids", "1,2",
+                                     "--cdi-feature-flags=a", "--cdi-disable-hooks=x,y"});
+  EXPECT_EQ(f.imex_channel_ids, "0,1,2");
+  const Config c = MustLoad(f, {});
+  EXPECT_THAT(c.imex.channel_ids, ElementsAre("0", "1", "2"));
+  EXPECT_THAT(c.flags.plugin.cdi_feature_flags, ElementsAre("a"));
+  EXPECT_THAT(c.flags.plugin.cdi_disable_hooks, ElementsAre("x", "y"));
+}
+
+TEST(ConfigUpstreamNames, CdiDisableHooksFlagBeatsEnvBeatsDefault) {
+  EXPECT_THAT(MustLoad({}, {}).flags.plugin.cdi_disable_hooks, IsEmpty());
+  EXPECT_THAT(MustLoad({}, {.cdi_disable_hooks = "e"}).flags.plugin.cdi_disable_hooks,
+              ElementsAre("e"));
+  EXPECT_THAT(MustLoad({.cdi_disable_hooks = "f"}, {.cdi_disable_hooks = "e"})
+                  .flags.plugin.cdi_disable_hooks,
+              ElementsAre("f"));
+}
+
+TEST(ConfigUpstreamNames, ErrorsNameTheAliasOrVariableUsed) {
+  const Report r = LoadConfigReport(
+      ParseArgs({"--nvidia-driver-root=relative", "--gds-enabled=maybe",
+                 "--device-discovery-strategy=jetson"}),
+      FlagsFromEnv(FakeEnv({{"CONTAINER_DRIVER_ROOT", "cdr"}, {"MOFED_ENABLED", "perhaps"}})));
+  EXPECT_THAT(r.errors,
+              UnorderedElementsAre(
+                  "--nvidia-driver-root: \"relative\" \u2014 must be an absolute path",
+                  "--gds-enabled: \"maybe\" \u2014 must be true or false",
+                  "--device-discovery-strategy: \"jetson\" \u2014 must be one of auto, nvml, tegra",
+                  "CONTAINER_DRIVER_ROOT: \"cdr\" \u2014 must be an absolute path",
+                  "MOFED_ENABLED: \"perhaps\" \u2014 must be true or false"));
+}
+
+TEST(ConfigUpstreamNames, TegraIsRefusedNamingItsOrigin) {
+  EXPECT_THAT(
+      LoadConfigReport({}, FlagsFromEnv(FakeEnv({{"DEVICE_DISCOVERY_STRATEGY", "tegra"}}))).errors,
+      ElementsAre("DEVICE_DISCOVERY_STRATEGY: \"tegra\" \u2014 tegra (Jetson) discovery is "
+                  "not supported; use auto or nvml"));
+  EXPECT_TRUE(LoadConfigReport(ParseArgs({"--device-discovery-strategy=auto"}), {}).ok());
+}
+
+TEST(ConfigUpstreamNames, UnusedUpstreamSettingsAreWarnedAboutNamingTheirOrigin) {
+  const Report r = LoadConfigReport(
+      ParseArgs({"--imex-channel-ids=0", "--imex-required", "--nvidia-ctk-path=/opt/ctk"}),
+      FlagsFromEnv(FakeEnv({{"CDI_FEATURE_FLAGS", "f1"}, {"CDI_DISABLE_HOOKS", "h1,h2"}})));
+  EXPECT_THAT(r.errors, IsEmpty());
+  EXPECT_THAT(
+      r.warnings,
+      UnorderedElementsAre(
+          "--imex-channel-ids: [0] \u2014 this plugin injects no IMEX channels; containers get "
+          "none",
+          "--imex-required: true \u2014 this plugin injects no IMEX channels; containers get none",
+          "--nvidia-ctk-path: \"/opt/ctk\" \u2014 this plugin writes no CDI spec; ignored",
+          "CDI_FEATURE_FLAGS: [\"f1\"] \u2014 this plugin writes no CDI spec; ignored",
+          "CDI_DISABLE_HOOKS: [\"h1\", \"h2\"] \u2014 this plugin writes no CDI spec; ignored"));
+  // The default hook path is not warned about, and gdrcopy/gds/mofed are implemented: no warning.
+  EXPECT_THAT(LoadConfigReport(ParseArgs({"--nvidia-cdi-hook-path=/usr/bin/nvidia-ctk",
+                                          "--gdrcopy-enabled", "--gds-enabled", "--mofed-enabled"}),
+                               {})
+                  .warnings,
+              IsEmpty());
+}
+
+TEST(ConfigUpstreamNames, HelpShowsAliasesAndVariables) {
+  CLI::App app("test");
+  FlagOverrides out;
+  AddFlags(app, out);
+  const std::string help = app.help();
+  EXPECT_THAT(help, HasSubstr("[alias --nvidia-driver-root] [env NVIDIA_DRIVER_ROOT]"));
+  EXPECT_THAT(help, HasSubstr("[alias --container-driver-root] [env DRIVER_ROOT_CTR_PATH, "
+                              "CONTAINER_DRIVER_ROOT]"));
+  EXPECT_THAT(help, HasSubstr("[alias --nvidia-ctk-path] [env NVIDIA_CDI_HOOK_PATH, "
+                              "NVIDIA_CTK_PATH]"));
+  EXPECT_THAT(help, HasSubstr("[env IMEX_CHANNEL_IDS]"));
+}
+
+TEST(ConfigKubeletSocket, EmptyMeansServeWithoutRegistering) {
+  // KUBELET_SOCKET="" is set, unlike other empty variables.
+  const FlagOverrides env = FlagsFromEnv(FakeEnv({{"KUBELET_SOCKET", ""}, {"MIG_STRATEGY", ""}}));
+  EXPECT_EQ(env.kubelet_socket, "");
+  EXPECT_FALSE(env.mig_strategy.has_value());
+  EXPECT_EQ(MustLoad({}, env).flags.kubelet_socket, "");
+  // --kubelet-socket= and --kubelet-socket "" too.
+  EXPECT_EQ(MustLoad(ParseArgs({"--kubelet-socket="}), {}).flags.kubelet_socket, "");
+  EXPECT_EQ(MustLoad(ParseArgs({"--kubelet-socket", ""}), {}).flags.kubelet_socket, "");
+  // `--x=` does not swallow the next argument.
+  const FlagOverrides f = ParseArgs({"--kubelet-socket=", "--gds-enabled"});
+  EXPECT_EQ(f.kubelet_socket, "");
+  EXPECT_EQ(f.gds_enabled, "true");
+  // A flag beats an empty variable, and an empty flag beats a variable.
+  EXPECT_EQ(MustLoad({.kubelet_socket = "/k.sock"}, env).flags.kubelet_socket, "/k.sock");
+  EXPECT_EQ(MustLoad(ParseArgs({"--kubelet-socket="}), {.kubelet_socket = "/k.sock"})
+                .flags.kubelet_socket,
+            "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// perContainerLimits omitted: upstream's uniform MPS.
+// ---------------------------------------------------------------------------------------------
+
+TEST(ConfigUpstreamMps, OmittedPerContainerLimitsLoadsAsUniform) {
+  TempDir dir;
+  // The upstream documentation's MPS example.
+  const std::string file = dir.Write("mps.yaml", R"(version: v1
+sharing:
+  mps:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 10
+)");
+  const Config c = MustLoad({.config_file = file}, {});
+  EXPECT_FALSE(c.sharing.mps.per_container_limits);
+  EXPECT_FALSE(c.sharing.mps.fail_requests_greater_than_one.has_value());
+  EXPECT_TRUE(FailRequestsGreaterThanOne(c.sharing.mps));
+  EXPECT_EQ(c.flags.mps_root, "/run/nvidia/mps");
+  // Upstream's 48-client cap applies.
+  const std::string big = dir.Write("big.yaml", R"(version: v1
+sharing:
+  mps:
+    resources:
+    - name: gpu
+      replicas: 49
+)");
+  EXPECT_THAT(LoadConfigReport({.config_file = big}, {}).errors,
+              ElementsAre(HasSubstr("must be at most 48 with perContainerLimits: false")));
+  // Flexible MPS is opt-in.
+  const std::string flexible = dir.Write("flexible.yaml", R"(version: v1
+sharing:
+  mps:
+    perContainerLimits: true
+    resources:
+    - name: gpu
+      replicas: 100
+)");
+  const Config f = MustLoad({.config_file = flexible}, {});
+  EXPECT_TRUE(f.sharing.mps.per_container_limits);
+  EXPECT_FALSE(FailRequestsGreaterThanOne(f.sharing.mps));
+}
+
+TEST(ConfigNormalise, LoadReturnsTheNormalisedConfig) {
+  TempDir dir;
+  const std::string file = dir.Write("c.yaml", R"(version: v1
+sharing:
+  timeSlicing:
+    resources:
+    - name: gpu
+      replicas: 2
+    - name: other
+      replicas: 3
+  mps:
+    resources:
+    - name: gpu
+      replicas: 10
+      devices: [0, 1]
+    - name: third
+      rename: third-mps
+      replicas: 10
+      devices: [2]
+)");
+  auto loaded = LoadConfig({.config_file = file}, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Config& c = loaded->config;
+  ASSERT_EQ(c.sharing.time_slicing.resources.size(), 1u);
+  EXPECT_EQ(c.sharing.time_slicing.resources[0].name, "other");
+  ASSERT_EQ(c.sharing.mps.resources.size(), 2u);
+  EXPECT_EQ(c.sharing.mps.resources[0].devices.kind, DeviceSelector::Kind::kAll);
+  // With rename, devices is honoured.
+  EXPECT_EQ(c.sharing.mps.resources[1].devices.kind, DeviceSelector::Kind::kList);
+  EXPECT_THAT(c.sharing.mps.resources[1].devices.ids, ElementsAre("2"));
+  EXPECT_THAT(loaded->warnings,
+              UnorderedElementsAre(HasSubstr("sharing.mps.resources[0].devices: [0, 1] \u2014 "
+                                             "ignored without rename"),
+                                   HasSubstr("sharing.timeSlicing.resources[0].name: \"gpu\" "
+                                             "\u2014 also shared by sharing.mps.resources[0]")));
+  // The normalised config checks cleanly, with no warning left.
+  const Problems again = Check(c);
+  EXPECT_THAT(again.errors, IsEmpty());
+  EXPECT_THAT(again.warnings, IsEmpty());
 }
 
 }  // namespace

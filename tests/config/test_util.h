@@ -11,13 +11,18 @@
 
 namespace nvdp::config::testing {
 
-// The source tree: $NVDP_SOURCE_DIR (set by CTest), else the directory this
-// file was built from.
+// The source tree: $NVDP_SOURCE_DIR if set, else the absolute path CMake compiled in
+// (NVDP_TEST_SOURCE_DIR; __FILE__ may be relative under ccache's base_dir, which breaks when CTest
+// runs the test from another directory), else the directory this file was built from.
 inline std::filesystem::path SourceDir() {
   if (const char* dir = std::getenv("NVDP_SOURCE_DIR"); dir != nullptr && *dir != '\0') {
     return dir;
   }
+#ifdef NVDP_TEST_SOURCE_DIR
+  return NVDP_TEST_SOURCE_DIR;
+#else
   return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+#endif
 }
 
 inline std::string ReadText(const std::filesystem::path& path) {

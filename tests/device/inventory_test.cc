@@ -2,6 +2,8 @@
 // tests/nvml/inventory_fake_nvml_test.cc).
 #include "device/inventory.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace nvdp::device {
@@ -25,6 +27,35 @@ TEST(InventoryTest, FindsGpusByUuidAndIndex) {
   ASSERT_NE(inventory.FindByIndex(0), nullptr);
   EXPECT_EQ(inventory.FindByIndex(0)->DevicePath(), "/dev/nvidia3");
   EXPECT_EQ(inventory.FindByIndex(2), nullptr);
+}
+
+Inventory TwoGpus(bool second_has_mig) {
+  Inventory inventory;
+  inventory.gpus = {Gpu{.uuid = "GPU-a", .index = 0},
+                    Gpu{.uuid = "GPU-b", .index = 1, .mig_enabled = second_has_mig}};
+  return inventory;
+}
+
+TEST(MigStrategyCheckTest, NoneAlwaysPasses) {
+  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kNone, TwoGpus(true)).ok());
+}
+
+// With MIG off everywhere, upstream's single and mixed advertise full GPUs too.
+TEST(MigStrategyCheckTest, SingleAndMixedPassWhenMigIsOffEverywhere) {
+  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kSingle, TwoGpus(false)).ok());
+  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kMixed, TwoGpus(false)).ok());
+}
+
+TEST(MigStrategyCheckTest, SingleOrMixedWithMigEnabledFailsNamingTheGpusAndTheFix) {
+  for (auto strategy : {config::MigStrategy::kSingle, config::MigStrategy::kMixed}) {
+    absl::Status status = CheckMigStrategySupported(strategy, TwoGpus(true));
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(status.message(),
+              std::string("flags.migStrategy: ") + std::string(config::ToString(strategy)) +
+                  " — MIG is enabled on GPU 1 (GPU-b), and this plugin does not implement the "
+                  "single and mixed MIG strategies yet; set migStrategy: none to advertise the "
+                  "MIG-enabled GPUs as full GPUs, or disable MIG on them");
+  }
 }
 
 }  // namespace

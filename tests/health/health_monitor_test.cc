@@ -32,6 +32,14 @@ TEST(HealthSettingsTest, DisableAllOrXidsTurnsChecksOff) {
   EXPECT_FALSE(IsCritical(Xid(79), ParseHealthSettings("all", std::nullopt)));
 }
 
+// Upstream disables the checks when `all` or `xids` appears anywhere in the list.
+TEST(HealthSettingsTest, AllOrXidsAnywhereInTheListTurnsChecksOff) {
+  EXPECT_FALSE(ParseHealthSettings("48,xids", std::nullopt).enabled);
+  EXPECT_FALSE(ParseHealthSettings("79, All ,48", std::nullopt).enabled);
+  EXPECT_TRUE(ParseHealthSettings("79,48", std::nullopt).enabled);
+  EXPECT_TRUE(ParseHealthSettings("xid", std::nullopt).enabled);
+}
+
 TEST(HealthSettingsTest, ListsAddAndRemoveIgnoredXids) {
   auto settings = ParseHealthSettings("79, 48", "13,31");
   EXPECT_FALSE(IsCritical(Xid(79), settings));

@@ -140,6 +140,51 @@ TEST_F(DlNvmlTest, ReadsH100Node) {
   EXPECT_EQ(gpu->pci_device_id, 0x233010DEu);
 }
 
+TEST_F(DlNvmlTest, ReportsMigModePerGpu) {
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_NODE", FakeNvmlNode("a100-40gb-x2-mig-on-gpu1.json"));
+  auto nvml = LoadFake();
+  ASSERT_NE(nvml, nullptr);
+  ScopedInit init(*nvml);
+  ASSERT_TRUE(init.status().ok()) << init.status();
+  auto off = nvml->GpuByIndex(0);
+  auto on = nvml->GpuByIndex(1);
+  ASSERT_TRUE(off.ok() && on.ok());
+  EXPECT_TRUE(off->mig_capable);
+  EXPECT_FALSE(off->mig_enabled);
+  EXPECT_TRUE(on->mig_capable);
+  EXPECT_TRUE(on->mig_enabled);
+}
+
+TEST_F(DlNvmlTest, GpuWithoutMigSupportIsNotMigCapable) {
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL", "nvmlDeviceGetMigMode@2=3");  // NOT_SUPPORTED
+  auto nvml = LoadFake();
+  ASSERT_NE(nvml, nullptr);
+  ScopedInit init(*nvml);
+  ASSERT_TRUE(init.status().ok()) << init.status();
+  auto gpu = nvml->GpuByIndex(2);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_FALSE(gpu->mig_capable);
+  EXPECT_FALSE(gpu->mig_enabled);
+}
+
+// Upstream logs a memory query failure and still advertises the GPU.
+TEST_F(DlNvmlTest, MemoryInfoFailureIsReportedNotFatal) {
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL",
+                         "nvmlDeviceGetMemoryInfo_v2@1,nvmlDeviceGetMemoryInfo@1");
+  auto nvml = LoadFake();
+  ASSERT_NE(nvml, nullptr);
+  ScopedInit init(*nvml);
+  ASSERT_TRUE(init.status().ok()) << init.status();
+  auto broken = nvml->GpuByIndex(1);
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  EXPECT_EQ(broken->memory_bytes, 0u);
+  EXPECT_THAT(broken->memory_error, HasSubstr("nvmlDeviceGetMemoryInfo"));
+  auto fine = nvml->GpuByIndex(0);
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->memory_bytes, 40960ull << 20);
+  EXPECT_EQ(fine->memory_error, "");
+}
+
 TEST_F(DlNvmlTest, GpuByUuidFindsKnownGpu) {
   auto nvml = LoadFake();
   ASSERT_NE(nvml, nullptr);

@@ -73,5 +73,41 @@ TEST_F(InventoryFakeNvmlTest, FailingGpuFailsDiscovery) {
   EXPECT_THAT(inventory.status().message(), ::testing::HasSubstr("nvmlDeviceGetPciInfo_v3"));
 }
 
+// A GPU whose memory NVML cannot report is still in the inventory, with a warning (as upstream).
+TEST(InventoryFakeNvmlWarningsTest, MemoryFailureBecomesAWarning) {
+  ScopedFakeNvmlEnv env(FakeNvmlNode("a100-sxm4-40gb-x8.json"));
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL",
+                         "nvmlDeviceGetMemoryInfo_v2@3,nvmlDeviceGetMemoryInfo@3");
+  auto nvml = nvml::LoadNvml({FakeNvmlLibrary()});
+  ASSERT_TRUE(nvml.ok()) << nvml.status();
+  ASSERT_TRUE((*nvml)->Init().ok());
+  auto inventory = DiscoverInventory(**nvml, FakeNvmlNode("a100-sysfs"));
+  (void)(*nvml)->Shutdown();
+  ASSERT_TRUE(inventory.ok()) << inventory.status();
+  ASSERT_EQ(inventory->gpus.size(), 8u);
+  EXPECT_EQ(inventory->gpus[3].memory_bytes, 0u);
+  EXPECT_EQ(inventory->gpus[2].memory_bytes, 40960ull << 20);
+  ASSERT_EQ(inventory->warnings.size(), 1u);
+  EXPECT_THAT(inventory->warnings[0],
+              ::testing::StartsWith("GPU 3 (GPU-a100a100-0000-4000-8000-000000000003): cannot read "
+                                    "its memory size"));
+}
+
+TEST(InventoryFakeNvmlMigTest, MigModeReachesTheInventory) {
+  ScopedFakeNvmlEnv env(FakeNvmlNode("a100-40gb-x2-mig-on-gpu1.json"));
+  auto nvml = nvml::LoadNvml({FakeNvmlLibrary()});
+  ASSERT_TRUE(nvml.ok()) << nvml.status();
+  ASSERT_TRUE((*nvml)->Init().ok());
+  auto inventory = DiscoverInventory(**nvml, FakeNvmlNode("a100-sysfs"));
+  (void)(*nvml)->Shutdown();
+  ASSERT_TRUE(inventory.ok()) << inventory.status();
+  ASSERT_EQ(inventory->gpus.size(), 2u);
+  EXPECT_FALSE(inventory->gpus[0].mig_enabled);
+  EXPECT_TRUE(inventory->gpus[1].mig_enabled);
+  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kNone, *inventory).ok());
+  EXPECT_EQ(CheckMigStrategySupported(config::MigStrategy::kSingle, *inventory).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace nvdp::device

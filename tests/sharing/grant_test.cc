@@ -266,5 +266,18 @@ TEST(GrantExclusive, EmptyAndDuplicateRequests) {
             "nvidia.com/gpu: duplicate device IDs: \"" + A100Uuid(1) + "\"");
 }
 
+// A GPU whose memory size NVML could not report (0) gets no memory limit, never "0=0M".
+TEST(GrantPerContainerMps, UnknownMemorySizeLeavesTheMemoryLimitOut) {
+  ResourceSpec spec = testing::MpsSpec();
+  spec.gpus[1].memory_bytes = 0;
+  auto below = GrantContainer(spec, Shares(1, 0, 30));
+  ASSERT_TRUE(below.ok()) << below.status();
+  EXPECT_EQ(below->mps_limits->active_thread_percentage, 30);
+  EXPECT_EQ(below->mps_limits->pinned_mem_limit, std::nullopt);
+  auto whole = GrantContainer(spec, Concat(Shares(0, 0, 100), Shares(1, 0, 100)));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->mps_limits->pinned_mem_limit, "0=40960M");
+}
+
 }  // namespace
 }  // namespace nvdp::sharing

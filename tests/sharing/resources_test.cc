@@ -105,6 +105,7 @@ TEST(BuildResources, PatternsMatchTheWholeNameAndOnlyStarIsWild) {
 
 TEST(BuildResources, MpsKeepsTheNameAndResolvesDefaults) {
   config::Config cfg;
+  cfg.sharing.mps.per_container_limits = true;
   cfg.sharing.mps.resources = {Entry("gpu", 100)};
   cfg.flags.plugin.shared_devices_allocation_policy = config::AllocationPolicy::kPacked;
   auto specs = BuildResources(cfg, testing::A100Node());
@@ -150,6 +151,16 @@ TEST(BuildResources, FailRequestsGreaterThanOneDefaults) {
         << c.mps << c.per_container << c.value.value_or(false);
     EXPECT_EQ(specs->front().per_container_limits, c.mps && c.per_container);
   }
+}
+
+TEST(BuildResources, UniformMpsByDefault) {
+  config::Config cfg;  // perContainerLimits omitted: upstream's uniform MPS
+  cfg.sharing.mps.resources = {Entry("gpu", 10)};
+  auto specs = BuildResources(cfg, testing::A100Node());
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 1u);
+  EXPECT_FALSE(specs->front().per_container_limits);
+  EXPECT_TRUE(specs->front().fail_requests_greater_than_one);
 }
 
 TEST(BuildResources, UniformMpsAndMemoryLimitCarryOver) {
@@ -325,6 +336,7 @@ TEST(BuildResources, EntriesForResourcesThisNodeLacksAreSkipped) {
 
 TEST(BuildResources, ShareIdsOfBuiltResourcesRoundTrip) {
   config::Config cfg;
+  cfg.sharing.mps.per_container_limits = true;
   cfg.sharing.mps.rename_by_default = true;
   cfg.sharing.mps.resources = {Entry("gpu", 10)};
   cfg.sharing.mps.resources[0].devices = List({"7"});

@@ -54,6 +54,8 @@ struct nvmlDevice_st {
   unsigned pci_device_id = 0;
   unsigned pci_subsystem_id = 0;
   unsigned long long supported_events = 0;
+  // "mig_mode" in the node description: absent means not MIG-capable (NOT_SUPPORTED).
+  std::optional<unsigned> mig_mode;
 };
 
 struct nvmlEventSet_st {
@@ -198,6 +200,7 @@ nvmlReturn_t LoadNode(State& s) {
       d.pci_device_id = static_cast<unsigned>(NumberField(g, "pci_device_id", 0));
       d.pci_subsystem_id = static_cast<unsigned>(NumberField(g, "pci_subsystem_id", 0));
       d.supported_events = NumberField(g, "supported_events", kDefaultSupportedEvents);
+      if (g.contains("mig_mode")) d.mig_mode = static_cast<unsigned>(NumberField(g, "mig_mode", 0));
       if (parsed.count(d.uuid) != 0) throw std::runtime_error("duplicate uuid " + d.uuid);
       parsed.emplace(d.uuid, std::move(d));
     }
@@ -630,6 +633,20 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t de
     if (major == nullptr || minor == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *major = device->cc_major;
     *minor = device->cc_minor;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int* current_mode,
+                                                   unsigned int* pending_mode) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMigMode", device); r != NVML_SUCCESS) return r;
+    if (current_mode == nullptr || pending_mode == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!device->mig_mode.has_value()) return NVML_ERROR_NOT_SUPPORTED;
+    *current_mode = *device->mig_mode;
+    *pending_mode = *device->mig_mode;
     return NVML_SUCCESS;
   });
 }

@@ -1,0 +1,67 @@
+// The real nvidia-device-plugin on nodes that upstream handles in particular ways: MIG enabled on
+// a GPU (refused under the single and mixed strategies until MIG is implemented, full GPUs under
+// none), and a GPU whose memory size NVML cannot report (a warning, as upstream, not a failure).
+#include <algorithm>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "integration/daemon_harness.h"
+
+namespace nvdp::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kGpu[] = "nvidia.com/gpu";
+constexpr char kMigNode[] = "a100-40gb-x2-mig-on-gpu1.json";
+
+TEST(NodeParityTest, MigEnabledWithSingleStrategyExitsWithAClearMessage) {
+  DaemonHarness h;
+  h.StartKubelet();
+  h.StartDaemon(kMigNode, {"--mig-strategy=single"});
+  auto status = h.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->exit_code, 1);
+  EXPECT_THAT(h.DaemonLog(),
+              HasSubstr("flags.migStrategy: single — MIG is enabled on GPU 1 "
+                        "(GPU-a100a100-0000-4000-8000-0000000000a1), and this plugin does not "
+                        "implement the single and mixed MIG strategies yet"));
+  EXPECT_EQ(h.kubelet().Registrations(kGpu), 0);
+}
+
+TEST(NodeParityTest, MigEnabledWithMixedStrategyFromTheEnvironmentExits) {
+  DaemonHarness h;
+  h.StartKubelet();
+  h.StartDaemon(kMigNode, {}, {"MIG_STRATEGY=mixed"});
+  auto status = h.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->exit_code, 1);
+  EXPECT_THAT(h.DaemonLog(), HasSubstr("flags.migStrategy: mixed — MIG is enabled on GPU 1"));
+}
+
+TEST(NodeParityTest, MigEnabledWithStrategyNoneAdvertisesFullGpus) {
+  DaemonHarness h;
+  h.StartKubelet();
+  h.StartDaemon(kMigNode);
+  ASSERT_TRUE(h.kubelet().WaitForDevices(
+      kGpu, [](const auto& devices) { return devices.size() == 2; }, kWait));
+}
+
+TEST(NodeParityTest, MemoryQueryFailureIsAWarningAndTheGpuIsAdvertised) {
+  DaemonHarness h;
+  h.StartKubelet();
+  h.StartDaemon("a100-sxm4-40gb-x8.json", {},
+                {"FAKE_NVML_FAIL=nvmlDeviceGetMemoryInfo_v2@2,nvmlDeviceGetMemoryInfo@2"});
+  ASSERT_TRUE(h.kubelet().WaitForDevices(
+      kGpu,
+      [](const auto& devices) {
+        return devices.size() == 8 &&
+               std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d.healthy; });
+      },
+      kWait));
+  EXPECT_THAT(h.DaemonLog(), HasSubstr("GPU 2 (GPU-a100a100-0000-4000-8000-000000000002): cannot "
+                                       "read its memory size"));
+}
+
+}  // namespace
+}  // namespace nvdp::testing
