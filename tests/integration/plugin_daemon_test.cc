@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/daemon_harness.h"
+#include "plugin/response_fields.h"
 
 namespace nvdp::testing {
 namespace {
@@ -92,6 +93,20 @@ TEST_F(PluginDaemonTest, AllocateGivesVisibleDevicesAndDeviceSpecs) {
     }
   }
   EXPECT_EQ(specs, expected);
+}
+
+// flags.gdrcopyEnabled / gdsEnabled / mofedEnabled reach Allocate (here from upstream's env vars).
+TEST_F(PluginDaemonTest, GdrcopyGdsAndMofedFromTheEnvironment) {
+  h_.StartKubelet();
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {},
+                 {"GDRCOPY_ENABLED=true", "GDS_ENABLED=true", "MOFED_ENABLED=true"});
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
+  auto response = h_.kubelet().Allocate(kGpu, {{node_[3].uuid}});
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(ResponseFields(response->container_responses(0)),
+            (std::vector<std::string>{"env NVIDIA_GDRCOPY=enabled", "env NVIDIA_GDS=enabled",
+                                      "env NVIDIA_MOFED=enabled",
+                                      "env NVIDIA_VISIBLE_DEVICES=" + node_[3].uuid}));
 }
 
 TEST_F(PluginDaemonTest, IndexDeviceIdStrategyNamesIndices) {
