@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
         const int replicas = scenario.config == "mps1000" ? 1000 : 100;
         std::ofstream(tmp + "/config.yaml")
             << "version: v1\nflags:\n  mpsRoot: " << tmp << "/mps\nsharing:\n  mps:\n"
+            << "    perContainerLimits: true\n"
             << "    resources:\n    - name: gpu\n      replicas: " << replicas << "\n";
         args.push_back("--config-file=" + tmp + "/config.yaml");
       }

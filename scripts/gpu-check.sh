@@ -108,7 +108,7 @@ cleanup() {
     kill -KILL "$MPSD_PID" 2>/dev/null
   fi
   # Daemons our mps-control-daemon may have left (only in our temp dir).
-  for pipe in "$WORK"/mpsroot*/gpu/pipe; do
+  for pipe in "$WORK"/mpsroot*/nvidia.com/gpu/pipe; do
     [[ -d "$pipe" ]] && control_at "$pipe" "${pipe%/pipe}/log" quit >/dev/null 2>&1
   done
   if [[ "$RAW_DAEMON" == 1 ]]; then raw_control quit >/dev/null 2>&1; fi
@@ -282,7 +282,7 @@ stop_mpsd() { # root: SIGTERM, wait, report
   check "mpsd: exit status after SIGTERM" "0" "$rc"
   check "mpsd: .ready removed" "no" "$([[ -e "$root/.ready" ]] && echo yes || echo no)"
   check "mpsd: control daemon quit" "no answer" \
-    "$(control_at "$root/gpu/pipe" "$root/gpu/log" get_default_active_thread_percentage >/dev/null 2>&1 && echo answers || echo 'no answer')"
+    "$(control_at "$root/nvidia.com/gpu/pipe" "$root/nvidia.com/gpu/log" get_default_active_thread_percentage >/dev/null 2>&1 && echo answers || echo 'no answer')"
 }
 
 if [[ -z "$MPSD" ]]; then
@@ -291,14 +291,14 @@ elif ! time_left; then
   record "mps-control-daemon checks" "run" "out of time" SKIP
 else
   R="$WORK/mpsroot-pc"
-  run_mpsd "$R" $'sharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 10\n' \
+  run_mpsd "$R" $'sharing:\n  mps:\n    perContainerLimits: true\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 10\n' \
     --liveness-period=1
   if wait_for 60 test -e "$R/.ready"; then
     record "mpsd per-container (-f): .ready" "within 60s" "yes" PASS
     check "mpsd per-container: default thread %" "100.0" \
-      "$(control_at "$R/gpu/pipe" "$R/gpu/log" get_default_active_thread_percentage | pct || true)"
+      "$(control_at "$R/nvidia.com/gpu/pipe" "$R/nvidia.com/gpu/log" get_default_active_thread_percentage | pct || true)"
     f="$WORK/probe-mpsd.txt"
-    env CUDA_MPS_PIPE_DIRECTORY="$R/gpu/pipe" CUDA_VISIBLE_DEVICES="$UUID0" \
+    env CUDA_MPS_PIPE_DIRECTORY="$R/nvidia.com/gpu/pipe" CUDA_VISIBLE_DEVICES="$UUID0" \
       CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=30 CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=2048M \
       timeout 60 "$PROBE" --alloc-mib 3072 >"$f" 2>&1 || true
     cat "$f"
@@ -329,14 +329,14 @@ else
 
   if time_left; then
     R="$WORK/mpsroot-uni"
-    run_mpsd "$R" $'sharing:\n  mps:\n    perContainerLimits: false\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n' \
+    run_mpsd "$R" $'sharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 4\n' \
       --launch-mode=background
     if wait_for 60 test -e "$R/.ready"; then
       record "mpsd uniform (-d): .ready" "within 60s" "yes" PASS
       check "mpsd uniform: default thread %" "25.0" \
-        "$(control_at "$R/gpu/pipe" "$R/gpu/log" get_default_active_thread_percentage | pct || true)"
+        "$(control_at "$R/nvidia.com/gpu/pipe" "$R/nvidia.com/gpu/log" get_default_active_thread_percentage | pct || true)"
       record "mpsd uniform: default pinned mem limit dev 0" "$((MEM0_MIB / 4))M (approx.)" \
-        "$(control_at "$R/gpu/pipe" "$R/gpu/log" 'get_default_device_pinned_mem_limit 0' | tr -d '\n' || true)" INFO
+        "$(control_at "$R/nvidia.com/gpu/pipe" "$R/nvidia.com/gpu/log" 'get_default_device_pinned_mem_limit 0' | tr -d '\n' || true)" INFO
     else
       record "mpsd uniform (-d): .ready" "within 60s" "no" FAIL
       tail -n 20 "$R.log"

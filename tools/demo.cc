@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
                              << "\n"
                                 "sharing:\n"
                                 "  mps:\n"
+                                "    perContainerLimits: true\n"
                                 "    resources:\n"
                                 "    - name: gpu\n"
                                 "      rename: gpu.shared\n"

@@ -48,6 +48,9 @@ plugin::ResponseOptions ResponseOptionsFrom(const config::Config& config) {
   options.plugin = config.flags.plugin;
   options.dev_root = config.flags.DevRoot();
   options.mps_root = config.flags.mps_root;
+  options.gdrcopy_enabled = config.flags.gdrcopy_enabled;
+  options.gds_enabled = config.flags.gds_enabled;
+  options.mofed_enabled = config.flags.mofed_enabled;
   return options;
 }
 

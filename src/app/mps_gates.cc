@@ -16,15 +16,15 @@ MpsGates::~MpsGates() { Sync({}, std::nullopt); }
 
 void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
                     const std::optional<std::string>& mps_root) {
-  std::map<std::string, std::string> wanted;  // resource name -> short name
-  if (mps_root) {
+  // Full resource names: the daemon's files are <mpsRoot>/nvidia.com/gpu/..., as upstream's.
+  std::set<std::string> wanted;
+  if (mps_root && !mps_root->empty()) {
     for (const auto& spec : resources) {
-      if (spec.mode == sharing::Mode::kMps) wanted[spec.name] = spec.ShortName();
+      if (spec.mode == sharing::Mode::kMps) wanted.insert(spec.name);
     }
   }
   for (auto it = gates_.begin(); it != gates_.end();) {
-    auto want = wanted.find(it->first);
-    if (want != wanted.end() && it->second->key == absl::StrCat(*mps_root, "/", want->second)) {
+    if (wanted.contains(it->first) && it->second->key == absl::StrCat(*mps_root, "/", it->first)) {
       ++it;
       continue;
     }
@@ -32,13 +32,13 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
     it->second->thread.join();
     it = gates_.erase(it);
   }
-  for (const auto& [name, short_name] : wanted) {
+  for (const std::string& name : wanted) {
     if (gates_.contains(name)) continue;
     auto gate = std::make_unique<Gate>();
-    gate->key = absl::StrCat(*mps_root, "/", short_name);
+    gate->key = absl::StrCat(*mps_root, "/", name);
     mps::DaemonProbeOptions probe_options;
     probe_options.mps_root = *mps_root;
-    probe_options.resource = short_name;
+    probe_options.resource = name;
     probe_options.control_binary = options_.control_binary;
     probe_options.base_env = mps::InheritedEnvironment();
     gate->probe = std::make_unique<mps::DaemonProbe>(probe_options, mps::RealProcessRunner());

@@ -32,7 +32,9 @@ bool SameResponseOptions(const plugin::ResponseOptions& a, const plugin::Respons
          p.cdi_annotation_prefix == q.cdi_annotation_prefix &&
          p.container_driver_root == q.container_driver_root &&
          p.shared_devices_allocation_policy == q.shared_devices_allocation_policy &&
-         a.dev_root == b.dev_root && a.mps_root == b.mps_root;
+         a.dev_root == b.dev_root && a.mps_root == b.mps_root &&
+         a.gdrcopy_enabled == b.gdrcopy_enabled && a.gds_enabled == b.gds_enabled &&
+         a.mofed_enabled == b.mofed_enabled;
 }
 
 }  // namespace

@@ -6,9 +6,9 @@
 
 namespace nvdp::mps {
 
-ResourcePaths PathsFor(const std::string& mps_root, const std::string& resource_short_name) {
+ResourcePaths PathsFor(const std::string& mps_root, const std::string& resource) {
   ResourcePaths paths;
-  paths.dir = absl::StrCat(mps_root, "/", resource_short_name);
+  paths.dir = absl::StrCat(mps_root, "/", resource);
   paths.pipe_dir = paths.dir + "/pipe";
   paths.log_dir = paths.dir + "/log";
   paths.started_marker = paths.dir + "/.started";

@@ -1,17 +1,18 @@
 // Where an MPS resource's daemon lives on disk, and how to talk to it.
 //
-// Layout under the MPS root (the same as the upstream plugin's, so its daemon
-// DaemonSet and ours are interchangeable):
-//   <mpsRoot>/<resource>/pipe       CUDA_MPS_PIPE_DIRECTORY (0755: clients of
-//   any UID must reach
-//                                   the sockets the daemon creates there; only
-//                                   root may create)
-//   <mpsRoot>/<resource>/log        CUDA_MPS_LOG_DIRECTORY (0755; control.log,
-//   server.log) <mpsRoot>/<resource>/.started   the resource's daemon is up and
-//   configured <mpsRoot>/.ready                every resource's daemon is up
-//   and configured <mpsRoot>/shm                   the tmpfs shared as /dev/shm
-//   by the daemon and its clients
-// `<resource>` is the short resource name (e.g. "gpu" for nvidia.com/gpu).
+// Layout under the MPS root (exactly the upstream plugin's, so its daemon
+// DaemonSet and ours are interchangeable), keyed by the FULL resource name:
+//   <mpsRoot>/<resource>/pipe      CUDA_MPS_PIPE_DIRECTORY (0755: clients of any
+//                                  UID must reach the sockets the daemon
+//                                  creates there; only root may create)
+//   <mpsRoot>/<resource>/log       CUDA_MPS_LOG_DIRECTORY (0755; control.log,
+//                                  server.log)
+//   <mpsRoot>/<resource>/.started  the resource's daemon is up and configured
+//   <mpsRoot>/.ready               every resource's daemon is up and configured
+//   <mpsRoot>/shm                  the tmpfs shared as /dev/shm by the daemon
+//                                  and its clients
+// `<resource>` is the full resource name, e.g. "nvidia.com/gpu", so the pipe
+// directory of nvidia.com/gpu is <mpsRoot>/nvidia.com/gpu/pipe.
 //
 // Talking to a daemon = running the control client (`nvidia-cuda-mps-control`
 // without arguments) with the daemon's pipe and log directories in its
@@ -41,7 +42,8 @@ struct ResourcePaths {
   std::string log_dir;         // <mpsRoot>/<resource>/log
   std::string started_marker;  // <mpsRoot>/<resource>/.started
 };
-ResourcePaths PathsFor(const std::string& mps_root, const std::string& resource_short_name);
+// `resource` is the full resource name ("nvidia.com/gpu").
+ResourcePaths PathsFor(const std::string& mps_root, const std::string& resource);
 std::string ReadyMarker(const std::string& mps_root);  // <mpsRoot>/.ready
 std::string ShmDir(const std::string& mps_root);       // <mpsRoot>/shm
 

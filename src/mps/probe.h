@@ -3,7 +3,7 @@
 //
 // Use, for each MPS resource before registering it with kubelet:
 //
-//   mps::DaemonProbe probe({.mps_root = root, .resource = "gpu",
+//   mps::DaemonProbe probe({.mps_root = root, .resource = "nvidia.com/gpu",
 //                           .base_env = mps::InheritedEnvironment()},
 //                          mps::RealProcessRunner());
 //   absl::Status ready = mps::WaitUntilReady(probe, mps::RealClock(), {},
@@ -45,15 +45,15 @@ class Prober {
   virtual ~Prober() = default;
   // OK when the daemon is up and configured. Returns within about `timeout`.
   virtual absl::Status Probe(absl::Duration timeout) = 0;
-  // What is probed, for log lines, e.g. "the MPS control daemon for 'gpu'
-  // (/run/nvidia/mps/gpu)".
+  // What is probed, for log lines, e.g. "the MPS control daemon for
+  // 'nvidia.com/gpu' (/run/nvidia/mps/nvidia.com/gpu)".
   virtual std::string Describe() const = 0;
 };
 
 struct DaemonProbeOptions {
   std::string mps_root;  // as the daemon sees it; the plugin must mount it at
                          // the same path
-  std::string resource;  // short resource name, e.g. "gpu"
+  std::string resource;  // full resource name, e.g. "nvidia.com/gpu"
   std::string control_binary = kDefaultControlBinary;
   std::vector<std::string> base_env;  // e.g. InheritedEnvironment(); empty is fine (upstream)
   // Also require <mpsRoot>/<resource>/.started: the daemon answers a moment

@@ -64,6 +64,17 @@ std::string GpuList(const DaemonSpec& spec) {
   return absl::StrJoin(uuids, ",");
 }
 
+// A full resource name "<domain>/<name>" whose directory <mpsRoot>/<domain>/<name> stays inside the
+// root and clear of shm and the markers: exactly one '/', neither part empty or starting with '.',
+// the domain not "shm".
+bool ValidResourceName(const std::string& name) {
+  const size_t slash = name.find('/');
+  if (slash == std::string::npos || name.find('/', slash + 1) != std::string::npos) return false;
+  const std::string domain = name.substr(0, slash);
+  const std::string rest = name.substr(slash + 1);
+  return !domain.empty() && !rest.empty() && domain[0] != '.' && rest[0] != '.' && domain != "shm";
+}
+
 absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const SupervisorOptions& options) {
   std::vector<std::string> problems;
   if (options.mps_root.empty() || options.mps_root[0] != '/') {
@@ -72,9 +83,9 @@ absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const Superviso
   }
   std::set<std::string> names;
   for (const DaemonSpec& spec : specs) {
-    if (spec.name.empty() || spec.name == "." || spec.name == ".." || spec.name == "shm" ||
-        absl::StrContains(spec.name, '/')) {
-      problems.push_back(absl::StrCat("invalid MPS resource name \"", spec.name, "\""));
+    if (!ValidResourceName(spec.name)) {
+      problems.push_back(absl::StrCat("invalid MPS resource name \"", spec.name,
+                                      "\" (need <domain>/<name>, e.g. nvidia.com/gpu)"));
     }
     if (!names.insert(spec.name).second) {
       problems.push_back(absl::StrCat("MPS resource \"", spec.name, "\" listed twice"));

@@ -63,7 +63,9 @@ struct DaemonGpu {
 
 // One MPS resource's daemon.
 struct DaemonSpec {
-  std::string name;             // short resource name ("gpu"): <mpsRoot>/<name>/...
+  // Full resource name, "<domain>/<name>" ("nvidia.com/gpu"): the daemon's
+  // files are <mpsRoot>/nvidia.com/gpu/{pipe,log,.started}, as upstream's.
+  std::string name;
   std::vector<DaemonGpu> gpus;  // in CUDA_VISIBLE_DEVICES order
   int replicas = 1;             // shares per GPU
   // true: each container's own env sets its limits, the daemon sets thread

@@ -4,7 +4,7 @@ namespace nvdp::mpsd {
 
 mps::DaemonSpec ToDaemonSpec(const sharing::ResourceSpec& resource) {
   mps::DaemonSpec spec;
-  spec.name = resource.ShortName();
+  spec.name = resource.name;
   for (const device::Gpu& gpu : resource.gpus) {
     spec.gpus.push_back(mps::DaemonGpu{gpu.uuid, gpu.index, gpu.memory_bytes});
   }

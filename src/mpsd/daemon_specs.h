@@ -11,7 +11,8 @@
 
 namespace nvdp::mpsd {
 
-// The daemon for one MPS resource: its short name, its GPUs in the resource's
+// The daemon for one MPS resource: its full name ("nvidia.com/gpu", which keys its
+// directory under the MPS root as upstream's does), its GPUs in the resource's
 // order (which is the CUDA_VISIBLE_DEVICES order the daemon gets), replicas and
 // limit mode.
 mps::DaemonSpec ToDaemonSpec(const sharing::ResourceSpec& resource);

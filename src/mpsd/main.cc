@@ -100,10 +100,10 @@ class SignalRouter {
 };
 
 int MountShm(const nvdp::config::Config& config) {
-  if (!config.flags.mps_root.has_value()) {
+  // flags.mpsRoot defaults to /run/nvidia/mps; it is unset only when set to "" explicitly.
+  if (!config.flags.mps_root.has_value() || config.flags.mps_root->empty()) {
     spdlog::error(
-        "mount-shm: no MPS root configured (--mps-root / MPS_ROOT / "
-        "flags.mpsRoot)");
+        "mount-shm: the MPS root was set to \"\" (--mps-root / MPS_ROOT / flags.mpsRoot)");
     return 1;
   }
   auto mounted = nvdp::mps::MountShm(*config.flags.mps_root);
@@ -177,10 +177,11 @@ int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::Fla
       if (signals.AwaitSignal() == SIGHUP) continue;
       return 0;
     }
-    if (!mps_root.has_value()) {
+    if (!mps_root.has_value() || mps_root->empty()) {  // default /run/nvidia/mps; emptied
       spdlog::error(
-          "MPS sharing needs an MPS root (--mps-root / MPS_ROOT / "
-          "flags.mpsRoot)");
+          "MPS sharing needs an MPS root, and it was set to \"\" (--mps-root / MPS_ROOT / "
+          "flags.mpsRoot; default {})",
+          nvdp::config::kDefaultMpsRoot);
       return 1;
     }
     nvdp::mps::SupervisorOptions options;

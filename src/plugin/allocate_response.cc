@@ -1,5 +1,8 @@
 #include "plugin/allocate_response.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -12,11 +15,23 @@ namespace {
 using config::DeviceIdStrategy;
 using config::DeviceListStrategy;
 
+// Control nodes passed with passDeviceSpecs when they exist, in upstream's order.
+constexpr const char* kOptionalControlNodes[] = {"/dev/nvidiactl", "/dev/nvidia-uvm",
+                                                 "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"};
+
+// filepath.Join(root, path) for an absolute, clean `path`.
 std::string JoinPath(const std::string& root, const std::string& path) {
-  if (root.empty() || root == "/") return path;
   std::string joined = root;
-  if (joined.back() == '/') joined.pop_back();
+  while (!joined.empty() && joined.back() == '/') joined.pop_back();
   return joined + path;
+}
+
+bool Has(const std::vector<DeviceListStrategy>& strategies, DeviceListStrategy strategy) {
+  return std::find(strategies.begin(), strategies.end(), strategy) != strategies.end();
+}
+
+bool IsCdi(DeviceListStrategy strategy) {
+  return strategy == DeviceListStrategy::kCdiAnnotations || strategy == DeviceListStrategy::kCdiCri;
 }
 
 std::vector<std::string> DeviceIds(const sharing::Grant& grant, DeviceIdStrategy strategy) {
@@ -36,74 +51,97 @@ void AddDeviceSpec(const std::string& dev_root, const std::string& path,
   spec->set_permissions("rw");
 }
 
-void AddMount(const std::string& host, const std::string& container, bool read_only,
+void AddMount(const std::string& host, const std::string& container,
               v1beta1::ContainerAllocateResponse& response) {
   auto* mount = response.add_mounts();
   mount->set_host_path(host);
   mount->set_container_path(container);
-  mount->set_read_only(read_only);
+  mount->set_read_only(false);
 }
 
 }  // namespace
+
+bool PathExists(const std::string& host_path) {
+  struct stat st;
+  return stat(host_path.c_str(), &st) == 0;
+}
+
+std::string MpsContainerPipeDir(const std::string& resource_name) {
+  return absl::StrCat("/mps/", resource_name, "/pipe");
+}
 
 v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::ResourceSpec& spec,
                                                           const sharing::Grant& grant,
                                                           const ResponseOptions& options) {
   v1beta1::ContainerAllocateResponse response;
   auto& envs = *response.mutable_envs();
+  const std::vector<DeviceListStrategy>& strategies = options.plugin.device_list_strategy;
   const std::vector<std::string> ids = DeviceIds(grant, options.plugin.device_id_strategy);
 
-  for (DeviceListStrategy strategy : options.plugin.device_list_strategy) {
-    switch (strategy) {
-      case DeviceListStrategy::kEnvvar:
-        envs[kVisibleDevicesEnv] = absl::StrJoin(ids, ",");
-        break;
-      case DeviceListStrategy::kVolumeMounts:
-        envs[kVisibleDevicesEnv] = kVolumeMountDevicesDir;
-        for (const auto& id : ids) {
-          AddMount("/dev/null", absl::StrCat(kVolumeMountDevicesDir, "/", id), false, response);
-        }
-        break;
-      case DeviceListStrategy::kCdiAnnotations: {
-        std::vector<std::string> names;
-        for (const auto& id : ids) names.push_back(absl::StrCat(kCdiKind, "=", id));
-        (*response.mutable_annotations())[absl::StrCat(options.plugin.cdi_annotation_prefix,
-                                                       "nvidia-device-plugin_", spec.ShortName())] =
-            absl::StrJoin(names, ",");
-        break;
-      }
-      case DeviceListStrategy::kCdiCri:
-        for (const auto& id : ids) {
-          response.add_cdi_devices()->set_name(absl::StrCat(kCdiKind, "=", id));
-        }
-        break;
+  // 1. CDI.
+  if (std::any_of(strategies.begin(), strategies.end(), IsCdi) && !ids.empty()) {
+    std::vector<std::string> names;
+    for (const auto& id : ids) names.push_back(absl::StrCat(kCdiKind, "=", id));
+    if (Has(strategies, DeviceListStrategy::kCdiAnnotations)) {
+      (*response.mutable_annotations())[absl::StrCat(options.plugin.cdi_annotation_prefix,
+                                                     "nvidia-device-plugin_", spec.ShortName())] =
+          absl::StrJoin(names, ",");
+    }
+    if (Has(strategies, DeviceListStrategy::kCdiCri)) {
+      for (const auto& name : names) response.add_cdi_devices()->set_name(name);
     }
   }
 
+  // 2. MPS: upstream's pipe directory and mounts, keyed by the full resource name.
+  if (spec.mode == sharing::Mode::kMps) {
+    const std::string pipe = MpsContainerPipeDir(spec.name);
+    const std::string root = options.mps_root.value_or(config::kDefaultMpsRoot);
+    envs[kMpsPipeDirectoryEnv] = pipe;
+    AddMount(JoinPath(root, absl::StrCat("/", spec.name, "/pipe")), pipe, response);
+    AddMount(JoinPath(root, "/shm"), "/dev/shm", response);
+    if (spec.per_container_limits) {
+      // Ours: the GPUs by UUID, so the memory limit's ordinals (0=...,1=...) are the grant's order.
+      std::vector<std::string> uuids;
+      for (const auto& gpu : grant.gpus) uuids.push_back(gpu.uuid);
+      envs[kCudaVisibleDevicesEnv] = absl::StrJoin(uuids, ",");
+      if (grant.mps_limits) {
+        envs[kMpsThreadPercentageEnv] = std::to_string(grant.mps_limits->active_thread_percentage);
+        if (grant.mps_limits->pinned_mem_limit) {
+          envs[kMpsPinnedMemLimitEnv] = *grant.mps_limits->pinned_mem_limit;
+        }
+      }
+    }
+  }
+
+  // 3. Nothing else when every strategy is a CDI one.
+  if (std::all_of(strategies.begin(), strategies.end(), IsCdi)) return response;
+
+  // 4. Device lists the runtime reads from the environment / mounts.
+  if (Has(strategies, DeviceListStrategy::kEnvvar)) {
+    envs[kVisibleDevicesEnv] = absl::StrJoin(ids, ",");
+  }
+  if (Has(strategies, DeviceListStrategy::kVolumeMounts)) {
+    envs[kVisibleDevicesEnv] = kVolumeMountDevicesDir;
+    for (const auto& id : ids) {
+      AddMount("/dev/null", absl::StrCat(kVolumeMountDevicesDir, "/", id), response);
+    }
+  }
+
+  // 5. Device nodes.
   if (options.plugin.pass_device_specs) {
-    for (const char* path :
-         {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"}) {
-      AddDeviceSpec(options.dev_root, path, response);
+    for (const char* path : kOptionalControlNodes) {
+      const std::string host = JoinPath(options.dev_root, path);
+      if (options.node_exists && options.node_exists(host)) {
+        AddDeviceSpec(options.dev_root, path, response);
+      }
     }
     for (const auto& gpu : grant.gpus) AddDeviceSpec(options.dev_root, gpu.DevicePath(), response);
   }
 
-  if (spec.mode == sharing::Mode::kMps) {
-    const std::string pipe = absl::StrCat("/mps/", spec.ShortName(), "/pipe");
-    envs[kMpsPipeDirectoryEnv] = pipe;
-    const std::string root = options.mps_root.value_or("/run/nvidia/mps");
-    AddMount(absl::StrCat(root, "/", spec.ShortName(), "/pipe"), pipe, false, response);
-    AddMount(absl::StrCat(root, "/shm"), "/dev/shm", false, response);
-    std::vector<std::string> uuids;
-    for (const auto& gpu : grant.gpus) uuids.push_back(gpu.uuid);
-    envs[kCudaVisibleDevicesEnv] = absl::StrJoin(uuids, ",");
-    if (grant.mps_limits) {
-      envs[kMpsThreadPercentageEnv] = std::to_string(grant.mps_limits->active_thread_percentage);
-      if (grant.mps_limits->pinned_mem_limit) {
-        envs[kMpsPinnedMemLimitEnv] = *grant.mps_limits->pinned_mem_limit;
-      }
-    }
-  }
+  // 6. Extra driver components.
+  if (options.gdrcopy_enabled) envs[kGdrcopyEnv] = "enabled";
+  if (options.gds_enabled) envs[kGdsEnv] = "enabled";
+  if (options.mofed_enabled) envs[kMofedEnv] = "enabled";
   return response;
 }
 

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/daemon_harness.h"
+#include "plugin/response_fields.h"
 #include "rpc/unix_channel.h"
 
 namespace nvdp::testing {
@@ -17,7 +19,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using ::testing::UnorderedElementsAreArray;
 
 constexpr char kGpu[] = "nvidia.com/gpu";
 
@@ -67,7 +68,12 @@ TEST_F(PluginDaemonTest, DeviceListMatchesTheNodeDescription) {
 }
 
 TEST_F(PluginDaemonTest, AllocateGivesVisibleDevicesAndDeviceSpecs) {
-  StartAndRegister({"--pass-device-specs"});
+  // A fake dev root with two of the four optional control nodes: only those are passed.
+  const std::string dev_root = h_.tmp() + "/devroot";
+  std::filesystem::create_directories(dev_root + "/dev");
+  std::ofstream(dev_root + "/dev/nvidiactl").close();
+  std::ofstream(dev_root + "/dev/nvidia-uvm").close();
+  StartAndRegister({"--pass-device-specs", "--dev-root=" + dev_root});
   auto admission = h_.kubelet().Admit(kGpu, 2);
   ASSERT_TRUE(admission.ok()) << admission.status();
   ASSERT_EQ(admission->device_ids.size(), 2u);
@@ -76,19 +82,34 @@ TEST_F(PluginDaemonTest, AllocateGivesVisibleDevicesAndDeviceSpecs) {
   EXPECT_EQ(envs.at("NVIDIA_VISIBLE_DEVICES"),
             admission->device_ids[0] + "," + admission->device_ids[1]);
 
-  std::vector<std::string> paths;
+  std::vector<std::string> specs;
   for (const auto& spec : admission->response.devices()) {
-    paths.push_back(spec.container_path());
-    EXPECT_EQ(spec.permissions(), "rw");
+    specs.push_back(spec.container_path() + " <- " + spec.host_path() + " " + spec.permissions());
   }
-  std::vector<std::string> expected = {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
-                                       "/dev/nvidia-modeset"};
+  std::vector<std::string> expected = {"/dev/nvidiactl <- " + dev_root + "/dev/nvidiactl rw",
+                                       "/dev/nvidia-uvm <- " + dev_root + "/dev/nvidia-uvm rw"};
   for (const auto& id : admission->device_ids) {
     for (const auto& gpu : node_) {
-      if (gpu.uuid == id) expected.push_back("/dev/nvidia" + std::to_string(gpu.minor));
+      if (gpu.uuid != id) continue;
+      const std::string node = "/dev/nvidia" + std::to_string(gpu.minor);
+      expected.push_back(node + " <- " + dev_root + node + " rw");
     }
   }
-  EXPECT_THAT(paths, UnorderedElementsAreArray(expected));
+  EXPECT_EQ(specs, expected);
+}
+
+// flags.gdrcopyEnabled / gdsEnabled / mofedEnabled reach Allocate (here from upstream's env vars).
+TEST_F(PluginDaemonTest, GdrcopyGdsAndMofedFromTheEnvironment) {
+  h_.StartKubelet();
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {},
+                 {"GDRCOPY_ENABLED=true", "GDS_ENABLED=true", "MOFED_ENABLED=true"});
+  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kGpu, 1, kWait));
+  auto response = h_.kubelet().Allocate(kGpu, {{node_[3].uuid}});
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(ResponseFields(response->container_responses(0)),
+            (std::vector<std::string>{"env NVIDIA_GDRCOPY=enabled", "env NVIDIA_GDS=enabled",
+                                      "env NVIDIA_MOFED=enabled",
+                                      "env NVIDIA_VISIBLE_DEVICES=" + node_[3].uuid}));
 }
 
 TEST_F(PluginDaemonTest, IndexDeviceIdStrategyNamesIndices) {

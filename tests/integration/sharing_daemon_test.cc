@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/daemon_harness.h"
+#include "plugin/response_fields.h"
 
 namespace nvdp::testing {
 namespace {
@@ -37,6 +38,7 @@ class MpsDaemonTest : public ::testing::Test {
         "\n"
         "sharing:\n"
         "  mps:\n"
+        "    perContainerLimits: true\n"
         "    resources:\n"
         "    - name: gpu\n"
         "      rename: gpu.shared\n"
@@ -66,16 +68,15 @@ TEST_F(MpsDaemonTest, ThirtyAndSeventyPercentShareOneGpuWithTheirOwnLimits) {
   EXPECT_EQ(GpuOf(*a), node_[0].uuid);
   EXPECT_EQ(GpuOf(*b), node_[0].uuid);
 
-  const auto& envs = a->response.envs();
-  EXPECT_EQ(envs.at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "30");
-  EXPECT_EQ(envs.at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=12288M");
-  EXPECT_EQ(envs.at("NVIDIA_VISIBLE_DEVICES"), node_[0].uuid);
-  EXPECT_EQ(envs.at("CUDA_VISIBLE_DEVICES"), node_[0].uuid);
-  EXPECT_EQ(envs.at("CUDA_MPS_PIPE_DIRECTORY"), "/mps/gpu.shared/pipe");
-  ASSERT_EQ(a->response.mounts_size(), 2);
-  EXPECT_EQ(a->response.mounts(0).host_path(), h_.mps_root() + "/gpu.shared/pipe");
-  EXPECT_EQ(a->response.mounts(1).host_path(), h_.mps_root() + "/shm");
-  EXPECT_EQ(a->response.mounts(1).container_path(), "/dev/shm");
+  const std::string pipe = h_.mps_root() + "/nvidia.com/gpu.shared/pipe";
+  EXPECT_EQ(ResponseFields(a->response),
+            (std::vector<std::string>{"env CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=30",
+                                      "env CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=12288M",
+                                      "env CUDA_MPS_PIPE_DIRECTORY=/mps/nvidia.com/gpu.shared/pipe",
+                                      "env CUDA_VISIBLE_DEVICES=" + node_[0].uuid,
+                                      "env NVIDIA_VISIBLE_DEVICES=" + node_[0].uuid,
+                                      "mount " + pipe + " -> /mps/nvidia.com/gpu.shared/pipe rw",
+                                      "mount " + h_.mps_root() + "/shm -> /dev/shm rw"}));
   EXPECT_EQ(b->response.envs().at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "70");
   EXPECT_EQ(b->response.envs().at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=28672M");
 

@@ -102,7 +102,7 @@ class FakeMpsTest : public ::testing::TestWithParam<LaunchMode> {
   }
   DaemonSpec Spec() const {
     DaemonSpec spec;
-    spec.name = "gpu";
+    spec.name = "nvidia.com/gpu";
     spec.gpus = {{"GPU-aaaa", 4, 16 * kGiB}, {"GPU-bbbb", 6, 16 * kGiB}};
     spec.replicas = 2;
     return spec;
@@ -112,7 +112,9 @@ class FakeMpsTest : public ::testing::TestWithParam<LaunchMode> {
                                         RealClock());
   }
   std::unique_ptr<Supervisor> Make() { return Make({Spec()}); }
-  std::string Log(const std::string& file) const { return options_.mps_root + "/gpu/log/" + file; }
+  std::string Log(const std::string& file) const {
+    return options_.mps_root + "/nvidia.com/gpu/log/" + file;
+  }
   std::vector<std::string> Commands() const { return Lines(Log("fake-commands.log")); }
   int DaemonPid() const {
     const std::string pid = ReadFile(Log("fake-daemon.pid"));
@@ -136,7 +138,7 @@ TEST_P(FakeMpsTest, StartsConfiguresAndStops) {
   EXPECT_THAT(starts[0],
               AllOf(HasSubstr(GetParam() == LaunchMode::kForeground ? "launch=-f" : "launch=-d"),
                     HasSubstr("CUDA_VISIBLE_DEVICES=GPU-aaaa,GPU-bbbb")));
-  EXPECT_TRUE(Exists(options_.mps_root + "/gpu/.started"));
+  EXPECT_TRUE(Exists(options_.mps_root + "/nvidia.com/gpu/.started"));
   EXPECT_TRUE(Exists(options_.mps_root + "/.ready"));
   EXPECT_TRUE(Exists(Log("control.log")));
   const int pid = DaemonPid();
@@ -148,7 +150,7 @@ TEST_P(FakeMpsTest, StartsConfiguresAndStops) {
 
   ASSERT_TRUE(s->StopAll().ok());
   EXPECT_EQ(Commands().back(), "quit");
-  EXPECT_FALSE(Exists(options_.mps_root + "/gpu/.started"));
+  EXPECT_FALSE(Exists(options_.mps_root + "/nvidia.com/gpu/.started"));
   EXPECT_FALSE(Exists(options_.mps_root + "/.ready"));
   EXPECT_TRUE(Eventually([&] { return ProcessGone(pid); }));
 }
@@ -278,7 +280,7 @@ TEST_P(FakeMpsTest, RejectedCommandIsReported) {
   EXPECT_THAT(std::string(status.message()),
               AllOf(HasSubstr("configuring the daemon"),
                     HasSubstr("fake rejection of 'set_default_active_thread_percentage'")));
-  EXPECT_FALSE(Exists(options_.mps_root + "/gpu/.started"));
+  EXPECT_FALSE(Exists(options_.mps_root + "/nvidia.com/gpu/.started"));
   EXPECT_EQ(Commands().back(), "quit");
 }
 
@@ -317,8 +319,8 @@ TEST_P(FakeMpsForegroundTest, FoundByNameInPath) {
 }
 
 TEST_P(FakeMpsForegroundTest, LeftOverDaemonIsReplaced) {
-  const std::string pipe = options_.mps_root + "/gpu/pipe";
-  const std::string log = options_.mps_root + "/gpu/log";
+  const std::string pipe = options_.mps_root + "/nvidia.com/gpu/pipe";
+  const std::string log = options_.mps_root + "/nvidia.com/gpu/log";
   std::filesystem::create_directories(pipe);
   std::filesystem::create_directories(log);
   CommandSpec launch;
@@ -342,7 +344,7 @@ TEST_P(FakeMpsForegroundTest, LeftOverDaemonIsReplaced) {
 
 TEST_P(FakeMpsForegroundTest, DaemonProbeFollowsTheDaemon) {
   DaemonProbe probe({.mps_root = options_.mps_root,
-                     .resource = "gpu",
+                     .resource = "nvidia.com/gpu",
                      .control_binary = FakeBinary(),
                      .base_env = {}},
                     RealProcessRunner());

@@ -69,7 +69,7 @@ class MpsdBinaryTest : public ::testing::Test {
   }
 
   std::string Root() const { return dir_.path() + "/mps"; }
-  std::string Log(const std::string& file) const { return Root() + "/gpu/log/" + file; }
+  std::string Log(const std::string& file) const { return Root() + "/nvidia.com/gpu/log/" + file; }
 
   CommandSpec Command(const std::string& sharing_yaml, std::vector<std::string> extra_args = {}) {
     WriteFile(dir_.path() + "/config.yaml",
@@ -106,6 +106,7 @@ class MpsdBinaryTest : public ::testing::Test {
 
 constexpr char kPerContainer[] = R"(sharing:
   mps:
+    perContainerLimits: true
     resources:
     - name: nvidia.com/gpu
       replicas: 100
@@ -114,7 +115,7 @@ constexpr char kPerContainer[] = R"(sharing:
 TEST_F(MpsdBinaryTest, PerContainerDaemonRunsScopedAndStopsCleanly) {
   Start(kPerContainer);
   ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
-  EXPECT_TRUE(Exists(Root() + "/gpu/.started"));
+  EXPECT_TRUE(Exists(Root() + "/nvidia.com/gpu/.started"));
   const std::vector<std::string> starts = Lines(Log("fake-daemon.log"));
   ASSERT_EQ(starts.size(), 1u);
   EXPECT_THAT(starts[0],
@@ -132,13 +133,13 @@ TEST_F(MpsdBinaryTest, PerContainerDaemonRunsScopedAndStopsCleanly) {
   EXPECT_TRUE(exit->Success()) << exit->ToString();
   EXPECT_EQ(Lines(Log("fake-commands.log")).back(), "quit");
   EXPECT_FALSE(Exists(Root() + "/.ready"));
-  EXPECT_FALSE(Exists(Root() + "/gpu/.started"));
+  EXPECT_FALSE(Exists(Root() + "/nvidia.com/gpu/.started"));
 }
 
+// An upstream config (no perContainerLimits) is upstream's uniform mode.
 TEST_F(MpsdBinaryTest, UniformModeSetsUpstreamDefaults) {
   Start(R"(sharing:
   mps:
-    perContainerLimits: false
     resources:
     - name: nvidia.com/gpu
       replicas: 4

@@ -23,14 +23,26 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::TempDir;
 
+// Upstream's layout, keyed by the full resource name.
+TEST(MpsPathsTest, UpstreamLayoutKeyedByTheFullResourceName) {
+  const ResourcePaths paths = PathsFor("/run/nvidia/mps", "nvidia.com/gpu");
+  EXPECT_EQ(paths.dir, "/run/nvidia/mps/nvidia.com/gpu");
+  EXPECT_EQ(paths.pipe_dir, "/run/nvidia/mps/nvidia.com/gpu/pipe");
+  EXPECT_EQ(paths.log_dir, "/run/nvidia/mps/nvidia.com/gpu/log");
+  EXPECT_EQ(paths.started_marker, "/run/nvidia/mps/nvidia.com/gpu/.started");
+  EXPECT_EQ(PathsFor("/x", "nvidia.com/gpu.shared").pipe_dir, "/x/nvidia.com/gpu.shared/pipe");
+  EXPECT_EQ(ReadyMarker("/run/nvidia/mps"), "/run/nvidia/mps/.ready");
+  EXPECT_EQ(ShmDir("/run/nvidia/mps"), "/run/nvidia/mps/shm");
+}
+
 class MpsDaemonProbeTest : public ::testing::Test {
  protected:
   MpsDaemonProbeTest() : runner_(clock_) {
-    std::filesystem::create_directories(root_.path() + "/gpu/pipe");
+    std::filesystem::create_directories(root_.path() + "/nvidia.com/gpu/pipe");
   }
   DaemonProbe MakeProbe(bool require_marker = true) {
     return DaemonProbe({.mps_root = root_.path(),
-                        .resource = "gpu",
+                        .resource = "nvidia.com/gpu",
                         .control_binary = "/opt/bin/nvidia-cuda-mps-control",
                         .base_env = {"PATH=/bin"},
                         .require_started_marker = require_marker},
@@ -47,15 +59,16 @@ TEST_F(MpsDaemonProbeTest, MissingStartedMarkerSaysWhatIsMissing) {
   absl::Status status = probe.Probe(absl::Seconds(1));
   EXPECT_TRUE(absl::IsUnavailable(status));
   EXPECT_THAT(std::string(status.message()),
-              AllOf(HasSubstr(root_.path() + "/gpu/.started does not exist"),
+              AllOf(HasSubstr(root_.path() + "/nvidia.com/gpu/.started does not exist"),
                     HasSubstr("mps-control-daemon")));
   EXPECT_THAT(runner_.calls(), IsEmpty());
-  EXPECT_EQ(probe.Describe(), "the MPS control daemon for 'gpu' (" + root_.path() + "/gpu)");
+  EXPECT_EQ(probe.Describe(),
+            "the MPS control daemon for 'nvidia.com/gpu' (" + root_.path() + "/nvidia.com/gpu)");
 }
 
 TEST_F(MpsDaemonProbeTest, RunsTheClientWithThePipeAndLogDirectories) {
-  testing::WriteFile(root_.path() + "/gpu/.started", "");
-  const std::string pipe = root_.path() + "/gpu/pipe";
+  testing::WriteFile(root_.path() + "/nvidia.com/gpu/.started", "");
+  const std::string pipe = root_.path() + "/nvidia.com/gpu/pipe";
   DaemonProbe probe = MakeProbe();
   EXPECT_FALSE(probe.Probe(absl::Seconds(1)).ok());  // no daemon answering
   runner_.StartDaemonOutsideSupervisor(pipe);
@@ -68,11 +81,11 @@ TEST_F(MpsDaemonProbeTest, RunsTheClientWithThePipeAndLogDirectories) {
   EXPECT_EQ(calls[1].spec.timeout, absl::Seconds(1));
   EXPECT_THAT(calls[1].spec.env,
               ElementsAre("PATH=/bin", "CUDA_MPS_PIPE_DIRECTORY=" + pipe,
-                          "CUDA_MPS_LOG_DIRECTORY=" + root_.path() + "/gpu/log"));
+                          "CUDA_MPS_LOG_DIRECTORY=" + root_.path() + "/nvidia.com/gpu/log"));
 }
 
 TEST_F(MpsDaemonProbeTest, HungDaemonIsATimeout) {
-  const std::string pipe = root_.path() + "/gpu/pipe";
+  const std::string pipe = root_.path() + "/nvidia.com/gpu/pipe";
   runner_.StartDaemonOutsideSupervisor(pipe);
   runner_.HangDaemon(pipe);
   absl::Status status = MakeProbe(false).Probe(absl::Seconds(2));

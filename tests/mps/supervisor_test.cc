@@ -30,7 +30,7 @@ constexpr uint64_t kGiB = uint64_t{1} << 30;
 
 DaemonSpec TwoGpuSpec() {
   DaemonSpec spec;
-  spec.name = "gpu";
+  spec.name = "nvidia.com/gpu";
   spec.gpus = {{"GPU-aaaa", 3, 40 * kGiB}, {"GPU-bbbb", 5, 80 * kGiB}};
   spec.replicas = 4;
   return spec;
@@ -47,10 +47,10 @@ class MpsSupervisorTest : public ::testing::Test {
   std::unique_ptr<Supervisor> Make(std::vector<DaemonSpec> specs = {TwoGpuSpec()}) {
     return std::make_unique<Supervisor>(std::move(specs), options_, runner_, clock_);
   }
-  std::string Pipe(const std::string& name = "gpu") const {
+  std::string Pipe(const std::string& name = "nvidia.com/gpu") const {
     return options_.mps_root + "/" + name + "/pipe";
   }
-  std::string Started(const std::string& name = "gpu") const {
+  std::string Started(const std::string& name = "nvidia.com/gpu") const {
     return options_.mps_root + "/" + name + "/.started";
   }
   std::string Ready() const { return options_.mps_root + "/.ready"; }
@@ -108,16 +108,17 @@ TEST_F(MpsSupervisorTest, PerContainerStartScopesTheDaemonAndSetsNoCaps) {
   EXPECT_THAT(launches[0].spec.args, ElementsAre("-f"));
   EXPECT_THAT(launches[0].spec.env,
               AllOf(Contains("PATH=/usr/bin:/bin"), Contains("CUDA_MPS_PIPE_DIRECTORY=" + Pipe()),
-                    Contains("CUDA_MPS_LOG_DIRECTORY=" + options_.mps_root + "/gpu/log"),
+                    Contains("CUDA_MPS_LOG_DIRECTORY=" + options_.mps_root + "/nvidia.com/gpu/log"),
                     Contains("CUDA_VISIBLE_DEVICES=GPU-aaaa,GPU-bbbb"),
                     Not(Contains("CUDA_MPS_PIPE_DIRECTORY=/wrong"))));
   EXPECT_THAT(runner_.Commands(Pipe(), /*with_probes=*/false),
               ElementsAre("set_default_active_thread_percentage 100"));
   EXPECT_THAT(runner_.SmiCalls(), IsEmpty());
 
-  EXPECT_EQ(Mode(options_.mps_root + "/gpu"), 0755);
+  EXPECT_EQ(Mode(options_.mps_root + "/nvidia.com"), 0755);
+  EXPECT_EQ(Mode(options_.mps_root + "/nvidia.com/gpu"), 0755);
   EXPECT_EQ(Mode(Pipe()), 0755);
-  EXPECT_EQ(Mode(options_.mps_root + "/gpu/log"), 0755);
+  EXPECT_EQ(Mode(options_.mps_root + "/nvidia.com/gpu/log"), 0755);
   EXPECT_TRUE(Exists(Started()));
   EXPECT_TRUE(Exists(Ready()));
   EXPECT_EQ(Status(*s).state, DaemonState::kUp);
@@ -216,8 +217,9 @@ TEST_F(MpsSupervisorTest, MissingControlBinaryIsReported) {
   runner_.SetKnobs(knobs);
   auto s = Make();
   absl::Status status = s->StartAll();
-  EXPECT_THAT(std::string(status.message()),
-              AllOf(HasSubstr("gpu"), HasSubstr("nvidia-cuda-mps-control: not found in PATH")));
+  EXPECT_THAT(
+      std::string(status.message()),
+      AllOf(HasSubstr("nvidia.com/gpu"), HasSubstr("nvidia-cuda-mps-control: not found in PATH")));
   EXPECT_EQ(Status(*s).state, DaemonState::kDown);
   EXPECT_TRUE(absl::IsNotFound(Status(*s).last_error));
 }
@@ -317,7 +319,7 @@ TEST_F(MpsSupervisorTest, StaleMarkersAreRemovedAtStart) {
   FakeRunner::Knobs knobs;
   knobs.smi_exit_code = 9;
   runner_.SetKnobs(knobs);
-  std::filesystem::create_directories(options_.mps_root + "/gpu");
+  std::filesystem::create_directories(options_.mps_root + "/nvidia.com/gpu");
   testing::WriteFile(Ready(), "");
   testing::WriteFile(Started(), "");
   auto s = Make();
@@ -434,21 +436,21 @@ TEST_F(MpsSupervisorTest, BackoffStartsOverAfterSustainedHealth) {
 
 TEST_F(MpsSupervisorTest, ReadyOnlyWhenEveryResourceIsUp) {
   DaemonSpec other = TwoGpuSpec();
-  other.name = "gpu-b";
+  other.name = "nvidia.com/gpu-b";
   other.gpus = {{"GPU-cccc", 0, 16 * kGiB}};
   auto s = Make({TwoGpuSpec(), other});
   ASSERT_TRUE(s->StartAll().ok());
   EXPECT_TRUE(Exists(Ready()));
-  runner_.KillDaemon(Pipe("gpu-b"));
+  runner_.KillDaemon(Pipe("nvidia.com/gpu-b"));
   clock_.Advance(options_.liveness_period);
   s->Tick();
   EXPECT_FALSE(Exists(Ready()));
-  EXPECT_TRUE(Exists(Started("gpu")));
-  EXPECT_FALSE(Exists(Started("gpu-b")));
+  EXPECT_TRUE(Exists(Started()));
+  EXPECT_FALSE(Exists(Started("nvidia.com/gpu-b")));
   clock_.Advance(absl::Seconds(1));
   s->Tick();
   EXPECT_TRUE(Exists(Ready()));
-  EXPECT_TRUE(Exists(Started("gpu-b")));
+  EXPECT_TRUE(Exists(Started("nvidia.com/gpu-b")));
   // The second daemon only got its own GPU.
   EXPECT_THAT(runner_.Launches().back().spec.env, Contains("CUDA_VISIBLE_DEVICES=GPU-cccc"));
 }
@@ -480,16 +482,33 @@ TEST_F(MpsSupervisorTest, StopRequestedBeforeStartStartsNothing) {
 }
 
 TEST_F(MpsSupervisorTest, InvalidSpecsStartNothing) {
-  DaemonSpec bad = TwoGpuSpec();
-  bad.name = "shm";
   DaemonSpec empty = TwoGpuSpec();
-  empty.name = "x";
+  empty.name = "nvidia.com/x";
   empty.gpus.clear();
-  auto s = Make({bad, empty});
+  std::vector<DaemonSpec> specs = {empty};
+  // Full names "<domain>/<name>" only, neither part hidden, and never the shm directory.
+  for (const char* name : {"gpu", "shm/gpu", "nvidia.com/gpu/pipe", "/gpu", "nvidia.com/", "../gpu",
+                           "nvidia.com/..", ".ready/gpu", ""}) {
+    DaemonSpec bad = TwoGpuSpec();
+    bad.name = name;
+    specs.push_back(bad);
+  }
+  auto s = Make(specs);
   absl::Status status = s->StartAll();
   EXPECT_TRUE(absl::IsInvalidArgument(status));
   EXPECT_THAT(std::string(status.message()),
-              AllOf(HasSubstr("invalid MPS resource name \"shm\""), HasSubstr("has no GPUs")));
+              AllOf(HasSubstr("invalid MPS resource name \"gpu\" (need <domain>/<name>"),
+                    HasSubstr("invalid MPS resource name \"shm/gpu\""),
+                    HasSubstr("invalid MPS resource name \"nvidia.com/gpu/pipe\""),
+                    HasSubstr("invalid MPS resource name \"/gpu\""),
+                    HasSubstr("invalid MPS resource name \"nvidia.com/\""),
+                    HasSubstr("invalid MPS resource name \"../gpu\""),
+                    HasSubstr("invalid MPS resource name \"nvidia.com/..\""),
+                    HasSubstr("invalid MPS resource name \".ready/gpu\""),
+                    HasSubstr("invalid MPS resource name \"\""),
+                    HasSubstr("\"nvidia.com/x\" has no GPUs")));
+  EXPECT_THAT(std::string(status.message()),
+              Not(HasSubstr("invalid MPS resource name \"nvidia.com/x\"")));
   EXPECT_THAT(runner_.calls(), IsEmpty());
 
   options_.mps_root = "relative";
