@@ -95,6 +95,12 @@ std::optional<DeviceDiscoveryStrategy> ParseDeviceDiscoveryStrategy(std::string_
   return Lookup(kDeviceDiscoveryStrategies, text);
 }
 
+std::string PluginSocketName(std::string_view short_name) {
+  std::string name = "nvidia-";
+  for (char c : short_name) name += c == '/' ? '-' : c;
+  return name + ".sock";
+}
+
 std::string StripResourcePrefix(std::string_view name) {
   const std::string_view prefix = kResourcePrefix;
   if (name.starts_with(prefix)) name.remove_prefix(prefix.size());

@@ -186,6 +186,10 @@ bool FailRequestsGreaterThanOne(const ReplicatedResources& section, bool is_mps,
                                 bool per_container_limits);
 bool FailRequestsGreaterThanOne(const MpsSharing& mps);
 
+// The plugin socket's file name for a resource name after "nvidia.com/", as upstream names it:
+// "gpu" -> "nvidia-gpu.sock", "mig-1g.5gb" -> "nvidia-mig-1g.5gb.sock" ('/' becomes '-').
+std::string PluginSocketName(std::string_view short_name);
+
 // Whether a sharing section is in use (has at least one resource).
 inline bool IsConfigured(const ReplicatedResources& section) { return !section.resources.empty(); }
 

@@ -1,5 +1,8 @@
 #include "config/loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -1072,11 +1075,26 @@ absl::Status ToStatus(const std::vector<std::string>& errors) {
   return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
 }
 
-// Reads the whole file, at most kMaxConfigFileBytes.
+// Reads the whole file, at most kMaxConfigFileBytes. Only a regular file (or a link to one): a
+// FIFO or device would block the caller in open or read (a SIGTERM could then not stop the daemon),
+// so the file is opened non-blocking and checked before anything is read.
 std::optional<std::string> ReadFile(const std::string& path, std::string* error) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    *error = std::strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    *error = S_ISDIR(st.st_mode) ? std::strerror(EISDIR)
+                                 : "not a regular file (a FIFO, socket or device is never read)";
+    return std::nullopt;
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> file(::fdopen(fd, "rb"), &std::fclose);
   if (file == nullptr) {
     *error = std::strerror(errno);
+    ::close(fd);
     return std::nullopt;
   }
   std::string text;

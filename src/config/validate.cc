@@ -144,6 +144,7 @@ class Checker {
     CheckImex();
     CheckResources();
     CheckSharing();
+    CheckSocketPaths();
     // Last: entries_ points into the lists.
     Normalize();
     return std::move(out_);
@@ -449,6 +450,47 @@ class Checker {
                    "with perContainerLimits: true every container gets exactly "
                    "one share; omit it "
                    "(or set false) to allow requests for several shares"));
+    }
+  }
+
+  // Every unix socket path the config implies must fit sun_path, or the daemon could never serve or
+  // register: the plugin socket of each resource name this config can advertise, beside
+  // kubelet.sock, and each MPS daemon's control socket, <mpsRoot>/nvidia.com/<name>/pipe/control.
+  void CheckSocketPaths() {
+    const Flags& f = config_.flags;
+    std::set<std::string> names;  // without "nvidia.com/"
+    if (config_.resources.gpus.empty()) names.insert("gpu");
+    for (const auto& p : config_.resources.gpus) names.insert(p.name);
+    for (const auto& p : config_.resources.mig) names.insert(p.name);
+    std::set<std::string> mps_names;
+    for (const Entry& e : entries_) {
+      if (e.dropped) continue;
+      names.insert(e.shared_name);
+      if (e.path.starts_with(kMpsPath)) mps_names.insert(e.shared_name);
+    }
+    const std::string dir = f.kubelet_socket.empty()
+                                ? std::string("/var/lib/kubelet/device-plugins")
+                                : f.kubelet_socket.substr(0, f.kubelet_socket.rfind('/'));
+    for (const std::string& name : names) {
+      if (!IsValidResourceName(name)) continue;  // reported as such
+      const std::string path = Cat(dir, "/", PluginSocketName(name));
+      if (path.size() > kMaxSocketPath) {
+        Error(
+            Problem("--kubelet-socket", Quote(f.kubelet_socket),
+                    Cat("puts the socket of ", kResourcePrefix, name, " at ", path, " (",
+                        path.size(), " bytes), over the ", kMaxSocketPath,
+                        "-byte unix socket path limit; use a shorter directory or resource name")));
+      }
+    }
+    if (!f.mps_root.has_value() || f.mps_root->empty()) return;
+    for (const std::string& name : mps_names) {
+      const std::string path = Cat(*f.mps_root, "/", kResourcePrefix, name, "/pipe/control");
+      if (path.size() > kMaxSocketPath) {
+        Error(Problem("flags.mpsRoot", Quote(*f.mps_root),
+                      Cat("gives the MPS control socket ", path, " (", path.size(),
+                          " bytes), over the ", kMaxSocketPath,
+                          "-byte unix socket path limit; use a shorter mpsRoot or resource name")));
+      }
     }
   }
 

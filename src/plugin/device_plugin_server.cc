@@ -55,11 +55,7 @@ constexpr auto kShutdownGrace = std::chrono::seconds(2);
 }  // namespace
 
 std::string SocketNameFor(const sharing::ResourceSpec& spec) {
-  std::string name = spec.ShortName();
-  for (char& c : name) {
-    if (c == '/') c = '-';
-  }
-  return absl::StrCat("nvidia-", name, ".sock");
+  return config::PluginSocketName(spec.ShortName());
 }
 
 // One open ListAndWatch stream. Keeps at most one write in flight and always sends the newest

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <functional>
@@ -430,6 +431,48 @@ TEST(ConfigErrors, OversizedConfigFile) {
   const std::string file = dir.Write("big.yaml", std::string(kMaxConfigFileBytes + 1, '#'));
   EXPECT_THAT(LoadConfigReport({.config_file = file}, {}).errors,
               ElementsAre(HasSubstr("cannot be read: larger than 1048576 bytes")));
+}
+
+// A FIFO as the config file would block the reader in open() until a writer appears, and a
+// stop signal could not end the daemon: it is refused at once.
+TEST(ConfigErrors, FifoConfigFileIsRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "config.yaml").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(LoadConfigReport({.config_file = fifo}, {}).errors,
+              ElementsAre(HasSubstr("cannot be read: not a regular file")));
+}
+
+// Every derived unix socket path must fit the 108-byte sun_path, or the daemon never serves.
+TEST(ConfigErrors, PluginSocketPathOverTheUnixLimitIsRefused) {
+  const std::string dir = "/var/lib/" + std::string(85, 'k');
+  auto report = LoadConfigReport({.kubelet_socket = dir + "/kubelet.sock"}, {});
+  EXPECT_THAT(report.errors,
+              ElementsAre("--kubelet-socket: \"" + (dir + "/kubelet.sock").substr(0, 80) +
+                          "...\" \u2014 puts the socket of nvidia.com/gpu at " + dir +
+                          "/nvidia-gpu.sock (110 bytes), over the 107-byte unix socket path "
+                          "limit; use a shorter directory or resource name"));
+  // The kubelet socket itself fits (107 bytes); only the derived path does not.
+}
+
+TEST(ConfigErrors, MpsControlSocketPathOverTheUnixLimitIsRefused) {
+  TempDir dir;
+  const std::string root = "/run/" + std::string(75, 'm');  // 80 bytes, shown whole
+  const std::string file = dir.Write("c.yaml", R"(version: v1
+flags:
+  mpsRoot: )" + root + R"(
+sharing:
+  mps:
+    resources:
+    - name: gpu
+      replicas: 4
+)");
+  auto report = LoadConfigReport({.config_file = file}, {});
+  EXPECT_THAT(
+      report.errors,
+      ElementsAre("flags.mpsRoot: \"" + root + "\" \u2014 gives the MPS control socket " + root +
+                  "/nvidia.com/gpu/pipe/control (108 bytes), over the 107-byte unix "
+                  "socket path limit; use a shorter mpsRoot or resource name"));
 }
 
 TEST(ConfigErrors, StatusMessageListsEveryErrorOnItsOwnLine) {

@@ -2,6 +2,7 @@
 // sockets: registration, device list, allocation, bad requests, kubelet restarts, signals.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -252,6 +253,33 @@ TEST_F(PluginDaemonTest, NvmlInitFailureIdlesWhenFailOnInitErrorIsFalse) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(status->Success()) << status->ToString();
   EXPECT_EQ(h_.kubelet().Registrations(kGpu), 0);
+}
+
+// A FIFO as the config file used to block the daemon in open(): it never started, and SIGTERM
+// could not stop it. Now it is refused at once.
+TEST_F(PluginDaemonTest, FifoConfigFileIsRefusedAtOnce) {
+  h_.StartKubelet();
+  ASSERT_EQ(::mkfifo(h_.config_path().c_str(), 0600), 0);
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {"--config-file=" + h_.config_path()});
+  auto status = h_.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->exit_code, 1);
+  EXPECT_THAT(h_.DaemonLog(), HasSubstr("cannot be read: not a regular file"));
+}
+
+// The same FIFO swapped in before a reload: the reload is rejected and the daemon still stops.
+TEST_F(PluginDaemonTest, FifoConfigFileOnReloadIsRejectedAndStopStillWorks) {
+  h_.WriteConfig("version: v1\n");
+  StartAndRegister();
+  std::filesystem::remove(h_.config_path());
+  ASSERT_EQ(::mkfifo(h_.config_path().c_str(), 0600), 0);
+  h_.Signal(SIGHUP);
+  ASSERT_TRUE(
+      WaitUntil([&] { return h_.DaemonLog().find("reload rejected") != std::string::npos; }));
+  h_.Signal(SIGTERM);
+  auto status = h_.WaitForExit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->Success()) << status->ToString();
 }
 
 }  // namespace
