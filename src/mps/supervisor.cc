@@ -128,6 +128,8 @@ std::vector<std::string> ConfigureCommands(const DaemonSpec& spec) {
   const uint64_t replicas = static_cast<uint64_t>(std::max(1, spec.replicas));
   if (spec.uniform_memory_limit) {
     for (size_t ordinal = 0; ordinal < spec.gpus.size(); ++ordinal) {
+      // A GPU whose memory size is unknown gets no limit rather than 0 MiB.
+      if (spec.gpus[ordinal].memory_bytes == 0) continue;
       // Upstream's arithmetic: bytes / replicas, then to MiB (rounding down).
       const uint64_t mib = spec.gpus[ordinal].memory_bytes / replicas / 1024 / 1024;
       commands.push_back(
@@ -155,19 +157,21 @@ Supervisor::Supervisor(std::vector<DaemonSpec> specs, SupervisorOptions options,
                        ProcessRunner& runner, Clock& clock)
     : options_(std::move(options)), runner_(runner), clock_(clock) {
   absl::MutexLock lock(&work_mu_);
-  for (DaemonSpec& spec : specs) {
-    auto d = std::make_unique<Daemon>();
-    d->paths = PathsFor(options_.mps_root, spec.name);
-    d->target.control_binary = options_.control_binary;
-    d->target.pipe_dir = d->paths.pipe_dir;
-    d->target.log_dir = d->paths.log_dir;
-    d->target.base_env = options_.base_env;
-    d->env = ControlEnvironment(d->target, GpuList(spec));
-    d->status.name = spec.name;
-    d->spec = std::move(spec);
-    daemons_.push_back(std::move(d));
-  }
+  for (DaemonSpec& spec : specs) daemons_.push_back(MakeDaemon(std::move(spec)));
   Publish();
+}
+
+std::unique_ptr<Supervisor::Daemon> Supervisor::MakeDaemon(DaemonSpec spec) const {
+  auto d = std::make_unique<Daemon>();
+  d->paths = PathsFor(options_.mps_root, spec.name);
+  d->target.control_binary = options_.control_binary;
+  d->target.pipe_dir = d->paths.pipe_dir;
+  d->target.log_dir = d->paths.log_dir;
+  d->target.base_env = options_.base_env;
+  d->env = ControlEnvironment(d->target, GpuList(spec));
+  d->status.name = spec.name;
+  d->spec = std::move(spec);
+  return d;
 }
 
 Supervisor::~Supervisor() {
@@ -587,23 +591,70 @@ absl::Status Supervisor::StopAll() {
   std::vector<std::string> problems;
   RemoveFile(ReadyMarker(options_.mps_root));
   ready_marker_ = false;
-  for (const auto& owned : daemons_) {
-    Daemon& d = *owned;
-    RemoveFile(d.paths.started_marker);
-    const bool was_running = d.launched;
-    if (absl::Status s = ShutDown(d, options_.stop_timeout); !s.ok()) {
-      problems.push_back(absl::StrCat(d.spec.name, ": ", s.message()));
-    } else if (was_running) {
-      spdlog::info("MPS control daemon for resource '{}' stopped", d.spec.name);
-    }
-    if (absl::Status s = RestoreComputeMode(d); !s.ok()) {
-      problems.push_back(absl::StrCat(d.spec.name, ": ", s.message()));
-    }
-    d.status.state = DaemonState::kStopped;
-  }
+  for (const auto& owned : daemons_) StopOne(*owned, problems);
   Publish();
   if (problems.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrJoin(problems, "; "));
+}
+
+void Supervisor::StopOne(Daemon& d, std::vector<std::string>& problems) {
+  RemoveFile(d.paths.started_marker);
+  const bool was_running = d.launched;
+  if (absl::Status s = ShutDown(d, options_.stop_timeout); !s.ok()) {
+    problems.push_back(absl::StrCat(d.spec.name, ": ", s.message()));
+  } else if (was_running) {
+    spdlog::info("MPS control daemon for resource '{}' stopped", d.spec.name);
+  }
+  if (absl::Status s = RestoreComputeMode(d); !s.ok()) {
+    problems.push_back(absl::StrCat(d.spec.name, ": ", s.message()));
+  }
+  d.status.state = DaemonState::kStopped;
+}
+
+absl::Status Supervisor::Update(std::vector<DaemonSpec> specs) {
+  if (absl::Status s = ValidateSpecs(specs, options_); !s.ok()) return s;
+  absl::MutexLock lock(&work_mu_);
+  std::vector<std::unique_ptr<Daemon>> kept;
+  std::vector<std::unique_ptr<Daemon>> retired;
+  std::vector<DaemonSpec> to_start;
+  for (DaemonSpec& spec : specs) {
+    auto same = std::find_if(daemons_.begin(), daemons_.end(),
+                             [&](const auto& d) { return d && d->spec == spec; });
+    if (same != daemons_.end()) {
+      kept.push_back(std::move(*same));
+    } else {
+      to_start.push_back(std::move(spec));
+    }
+  }
+  for (auto& d : daemons_) {
+    if (d) retired.push_back(std::move(d));
+  }
+  std::vector<std::string> problems;
+  for (auto& d : retired) {
+    spdlog::info("reload: stopping the MPS control daemon for resource '{}' ({})", d->spec.name,
+                 std::any_of(to_start.begin(), to_start.end(),
+                             [&](const DaemonSpec& s) { return s.name == d->spec.name; })
+                     ? "changed"
+                     : "no longer configured");
+    StopOne(*d, problems);
+  }
+  for (const auto& d : kept) {
+    spdlog::info("reload: MPS control daemon for resource '{}' unchanged; kept running",
+                 d->spec.name);
+  }
+  daemons_ = std::move(kept);
+  for (DaemonSpec& spec : to_start) {
+    auto d = MakeDaemon(std::move(spec));
+    if (absl::Status s = StartOne(*d); !s.ok()) {
+      MarkDown(*d, s);
+      problems.push_back(absl::StrCat(d->spec.name, ": ", s.message()));
+    }
+    daemons_.push_back(std::move(d));
+  }
+  UpdateReadyMarker();
+  Publish();
+  if (problems.empty()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("reload: ", absl::StrJoin(problems, "; ")));
 }
 
 absl::StatusOr<std::string> Supervisor::Control(Daemon& d, const std::string& command,

@@ -58,7 +58,9 @@ namespace nvdp::mps {
 struct DaemonGpu {
   std::string uuid;
   unsigned index = 0;         // host NVML index (for messages only)
-  uint64_t memory_bytes = 0;  // total device memory
+  uint64_t memory_bytes = 0;  // total device memory; 0 when unknown (no memory limit is set)
+
+  bool operator==(const DaemonGpu&) const = default;
 };
 
 // One MPS resource's daemon.
@@ -73,6 +75,8 @@ struct DaemonSpec {
   // daemon-wide 100/replicas % and memory/replicas.
   bool per_container_limits = true;
   bool uniform_memory_limit = true;  // uniform mode only: false = no pinned memory limit
+
+  bool operator==(const DaemonSpec&) const = default;
 };
 
 // The commands sent to a freshly started daemon, in order.
@@ -164,6 +168,13 @@ class Supervisor {
   // Errors list what could not be undone. Idempotent.
   absl::Status StopAll();
 
+  // A reload while running (after StartAll): daemons whose spec is unchanged keep running
+  // untouched; changed and removed ones are stopped as StopAll stops them; new and changed ones are
+  // started before it returns (failures are retried by Tick, as after StartAll). .ready follows.
+  // InvalidArgument for bad specs, and nothing changes then. Call from any thread; it waits for a
+  // Tick in progress.
+  absl::Status Update(std::vector<DaemonSpec> specs);
+
   std::vector<DaemonStatus> Statuses() const;
 
   // Waits (real time) until `predicate(Statuses())` holds or `timeout` passes;
@@ -185,6 +196,10 @@ class Supervisor {
   absl::Status ShutDown(Daemon& d, absl::Duration quit_timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   void MarkDown(Daemon& d, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  std::unique_ptr<Daemon> MakeDaemon(DaemonSpec spec) const;
+  // StopAll's work for one daemon; appends what could not be undone to `problems`.
+  void StopOne(Daemon& d, std::vector<std::string>& problems)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   void UpdateReadyMarker() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   absl::StatusOr<std::string> Control(Daemon& d, const std::string& command, absl::Duration timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);

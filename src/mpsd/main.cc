@@ -1,7 +1,10 @@
 // mps-control-daemon: starts and supervises one NVIDIA MPS control daemon per
 // MPS resource of the plugin's configuration (same config file, flags and
-// environment as the plugin), until SIGTERM / SIGINT / SIGQUIT; SIGHUP reloads
-// the configuration and restarts the daemons.
+// environment as the plugin), until SIGTERM / SIGINT / SIGQUIT. SIGHUP reloads
+// the configuration as the plugin does: a bad one is rejected and the running
+// daemons are kept; a good one restarts only the daemons whose resource
+// changed. One instance per MPS root (a lock on <mpsRoot>/.lock): a second one
+// waits, saying who holds the root.
 //
 //   mps-control-daemon [run]      the supervisor (default)
 //   mps-control-daemon mount-shm  mounts the tmpfs at <mpsRoot>/shm, then exits
@@ -12,6 +15,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +30,7 @@
 #include "logging/logging.h"
 #include "mps/clock.h"
 #include "mps/process.h"
+#include "mps/root_lock.h"
 #include "mps/shm.h"
 #include "mps/supervisor.h"
 #include "mpsd/daemon_specs.h"
@@ -61,42 +66,39 @@ struct MpsdFlags {
   std::string log_level = "info";
 };
 
-// Routes signals (taken synchronously on a dedicated thread) to the supervisor
-// of the moment.
+// Routes signals (taken synchronously on a dedicated thread) to the main loop, and
+// stop signals to the supervisor of the moment too, so a start in progress is cut
+// short.
 class SignalRouter {
  public:
   void Attach(Supervisor* supervisor) {
     absl::MutexLock lock(&mu_);
     supervisor_ = supervisor;
-    if (supervisor_ != nullptr && pending_) supervisor_->RequestStop();
+    if (supervisor_ != nullptr && stop_pending_) supervisor_->RequestStop();
   }
-  // Records `sig` and stops the current supervisor, if any.
   void Deliver(int sig) {
     absl::MutexLock lock(&mu_);
-    last_ = sig;
-    pending_ = true;
-    if (supervisor_ != nullptr) supervisor_->RequestStop();
+    signals_.push_back(sig);
+    if (sig != SIGHUP) {
+      stop_pending_ = true;
+      if (supervisor_ != nullptr) supervisor_->RequestStop();
+    }
   }
-  // Waits until a signal arrived; returns it and clears it.
-  int AwaitSignal() {
+  // The next signal, in order of arrival; nullopt after `timeout`.
+  std::optional<int> Next(absl::Duration timeout = absl::InfiniteDuration()) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&pending_));
-    pending_ = false;
-    return last_;
-  }
-  // The signal that ended the round (0 if none), cleared.
-  int Take() {
-    absl::MutexLock lock(&mu_);
-    const int sig = pending_ ? last_ : 0;
-    pending_ = false;
+    auto any = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !signals_.empty(); };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&any), timeout)) return std::nullopt;
+    const int sig = signals_.front();
+    signals_.pop_front();
     return sig;
   }
 
  private:
   absl::Mutex mu_;
   Supervisor* supervisor_ ABSL_GUARDED_BY(mu_) = nullptr;
-  int last_ ABSL_GUARDED_BY(mu_) = 0;
-  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<int> signals_ ABSL_GUARDED_BY(mu_);
+  bool stop_pending_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 int MountShm(const nvdp::config::Config& config) {
@@ -160,72 +162,144 @@ absl::StatusOr<std::vector<nvdp::mps::DaemonSpec>> LoadSpecs(
   return nvdp::mpsd::MpsDaemonSpecs(*resources);
 }
 
+nvdp::mps::SupervisorOptions SupervisorOptionsFor(const std::string& mps_root,
+                                                  const MpsdFlags& flags) {
+  nvdp::mps::SupervisorOptions options;
+  options.mps_root = mps_root;
+  options.control_binary = flags.control_binary;
+  options.nvidia_smi = flags.nvidia_smi;
+  options.set_compute_mode = flags.set_compute_mode;
+  options.launch_mode = flags.launch_mode == "background" ? nvdp::mps::LaunchMode::kBackground
+                                                          : nvdp::mps::LaunchMode::kForeground;
+  options.base_env = nvdp::mps::InheritedEnvironment();
+  options.liveness_period = absl::Seconds(flags.liveness_period_s);
+  options.ready_timeout = absl::Seconds(flags.ready_timeout_s);
+  return options;
+}
+
+// Takes the MPS root's lock, waiting (and saying why) while another live instance holds it.
+// nullptr when a stop signal came first, or on an error that waiting cannot cure.
+std::unique_ptr<nvdp::mps::RootLock> LockRoot(const std::string& mps_root, SignalRouter& signals,
+                                              bool* stopped) {
+  bool said = false;
+  while (true) {
+    auto lock = nvdp::mps::RootLock::TryAcquire(mps_root);
+    if (lock.ok()) {
+      if (said) spdlog::info("the other instance released {}; starting", mps_root);
+      return *std::move(lock);
+    }
+    if (lock.status().code() != absl::StatusCode::kFailedPrecondition) {
+      spdlog::error("{}", std::string(lock.status().message()));
+      return nullptr;
+    }
+    if (!said) spdlog::warn("{}; waiting for it to exit", std::string(lock.status().message()));
+    said = true;
+    if (auto sig = signals.Next(absl::Seconds(1)); sig.has_value() && *sig != SIGHUP) {
+      *stopped = true;
+      return nullptr;
+    }
+  }
+}
+
+// The MPS root to use, or an error naming the setting when it was emptied.
+absl::StatusOr<std::string> RootOf(const std::optional<std::string>& mps_root) {
+  if (mps_root.has_value() && !mps_root->empty()) return *mps_root;
+  return absl::InvalidArgumentError(
+      absl::StrCat("MPS sharing needs an MPS root, and it was set to \"\" (--mps-root / MPS_ROOT / "
+                   "flags.mpsRoot; default ",
+                   nvdp::config::kDefaultMpsRoot, ")"));
+}
+
+// A missing control binary is a deployment error: say so once and exit instead of retrying.
+absl::Status CheckControlBinary(const MpsdFlags& flags) {
+  const char* path = std::getenv("PATH");
+  if (auto found = nvdp::mps::ResolveProgram(flags.control_binary, path ? path : ""); !found.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot find the MPS control binary: ", found.status().message(),
+                     " (set --mps-control-binary / MPS_CONTROL_BINARY, or mount the driver's "
+                     "binaries)"));
+  }
+  return absl::OkStatus();
+}
+
 int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::FlagOverrides& env,
         const MpsdFlags& flags, SignalRouter& signals) {
+  std::optional<std::string> configured_root;
+  auto specs = LoadSpecs(command_line, env, configured_root);
+  if (!specs.ok()) {
+    spdlog::error("{}", std::string(specs.status().message()));
+    return 1;
+  }
+  // Each round runs one supervisor on one MPS root; a reload that moves the root starts a new one.
   while (true) {
-    std::optional<std::string> mps_root;
-    auto specs = LoadSpecs(command_line, env, mps_root);
-    if (!specs.ok()) {
-      spdlog::error("{}", std::string(specs.status().message()));
+    auto root = RootOf(configured_root);
+    if (!root.ok() && !specs->empty()) {
+      spdlog::error("{}", std::string(root.status().message()));
       return 1;
     }
+    if (!specs->empty()) {
+      if (absl::Status s = CheckControlBinary(flags); !s.ok()) {
+        spdlog::error("{}", std::string(s.message()));
+        return 1;
+      }
+    }
+    const std::string mps_root = root.value_or(nvdp::config::kDefaultMpsRoot);
+    bool stopped = false;
+    auto lock = LockRoot(mps_root, signals, &stopped);
+    if (lock == nullptr) return stopped ? 0 : 1;
     if (specs->empty()) {
       spdlog::info(
-          "no MPS sharing configured (sharing.mps.resources is empty); idling "
-          "until "
-          "stopped or reconfigured (SIGHUP)");
-      if (signals.AwaitSignal() == SIGHUP) continue;
-      return 0;
-    }
-    if (!mps_root.has_value() || mps_root->empty()) {  // default /run/nvidia/mps; emptied
-      spdlog::error(
-          "MPS sharing needs an MPS root, and it was set to \"\" (--mps-root / MPS_ROOT / "
-          "flags.mpsRoot; default {})",
-          nvdp::config::kDefaultMpsRoot);
-      return 1;
-    }
-    nvdp::mps::SupervisorOptions options;
-    options.mps_root = *mps_root;
-    options.control_binary = flags.control_binary;
-    options.nvidia_smi = flags.nvidia_smi;
-    options.set_compute_mode = flags.set_compute_mode;
-    options.launch_mode = flags.launch_mode == "background" ? nvdp::mps::LaunchMode::kBackground
-                                                            : nvdp::mps::LaunchMode::kForeground;
-    options.base_env = nvdp::mps::InheritedEnvironment();
-    options.liveness_period = absl::Seconds(flags.liveness_period_s);
-    options.ready_timeout = absl::Seconds(flags.ready_timeout_s);
-    // A missing control binary is a deployment error: say so once and exit
-    // instead of retrying.
-    const char* path = std::getenv("PATH");
-    if (auto found = nvdp::mps::ResolveProgram(flags.control_binary, path ? path : "");
-        !found.ok()) {
-      spdlog::error(
-          "cannot find the MPS control binary: {} (set --mps-control-binary / "
-          "MPS_CONTROL_BINARY, or mount the driver's binaries)",
-          std::string(found.status().message()));
-      return 1;
+          "no MPS sharing configured (sharing.mps.resources is empty); idling until stopped or "
+          "reconfigured (SIGHUP)");
     }
 
-    int sig = 0;
-    {
-      Supervisor supervisor(std::move(*specs), options, nvdp::mps::RealProcessRunner(),
-                            nvdp::mps::RealClock());
-      signals.Attach(&supervisor);
-      if (absl::Status s = supervisor.StartAll(); !s.ok()) {
-        spdlog::error("{}",
-                      std::string(s.message()));  // failed daemons are retried
-                                                  // with backoff by Run
+    Supervisor supervisor(std::move(*specs), SupervisorOptionsFor(mps_root, flags),
+                          nvdp::mps::RealProcessRunner(), nvdp::mps::RealClock());
+    signals.Attach(&supervisor);
+    if (absl::Status s = supervisor.StartAll(); !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));  // failed daemons are retried by Run
+    }
+    std::thread supervising([&supervisor] { supervisor.Run(); });
+    bool next_round = false;
+    while (!next_round) {
+      const int sig = *signals.Next();
+      if (sig != SIGHUP) break;
+      spdlog::info("SIGHUP: reloading the configuration");
+      std::optional<std::string> new_root;
+      auto new_specs = LoadSpecs(command_line, env, new_root);
+      if (!new_specs.ok()) {
+        spdlog::error("reload rejected, keeping the running MPS control daemons: {}",
+                      std::string(new_specs.status().message()));
+        continue;
       }
-      supervisor.Run();
-      signals.Attach(nullptr);
-      sig = signals.Take();
-      spdlog::info("stopping the MPS control daemons (signal {})", sig);
-      if (absl::Status s = supervisor.StopAll(); !s.ok()) {
-        spdlog::error("while stopping: {}", std::string(s.message()));
+      if (!new_specs->empty()) {
+        absl::Status usable = RootOf(new_root).status();
+        if (usable.ok()) usable = CheckControlBinary(flags);
+        if (!usable.ok()) {
+          spdlog::error("reload rejected, keeping the running MPS control daemons: {}",
+                        std::string(usable.message()));
+          continue;
+        }
+      }
+      if (RootOf(new_root).value_or(mps_root) != mps_root) {
+        spdlog::info("reload: the MPS root moved; restarting every MPS control daemon");
+        configured_root = new_root;
+        specs = std::move(new_specs);
+        next_round = true;
+        continue;
+      }
+      if (absl::Status s = supervisor.Update(std::move(*new_specs)); !s.ok()) {
+        spdlog::error("{}", std::string(s.message()));
       }
     }
-    if (sig != SIGHUP) return 0;
-    spdlog::info("SIGHUP: reloading the configuration");
+    supervisor.RequestStop();
+    supervising.join();
+    signals.Attach(nullptr);
+    spdlog::info("stopping the MPS control daemons");
+    if (absl::Status s = supervisor.StopAll(); !s.ok()) {
+      spdlog::error("while stopping: {}", std::string(s.message()));
+    }
+    if (!next_round) return 0;
   }
 }
 

@@ -3,6 +3,7 @@
 // files with deadlines.
 #include <signal.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -63,6 +64,8 @@ bool Eventually(const std::function<bool()>& condition,
 class MpsdBinaryTest : public ::testing::Test {
  protected:
   ~MpsdBinaryTest() override {
+    if (HasFailure())
+      std::fprintf(stderr, "--- mps-control-daemon log ---\n%s", ReadFile(DaemonLogPath()).c_str());
     if (daemon_ && !daemon_->Poll().has_value()) daemon_->Terminate(absl::Seconds(5));
     const std::string pid = ReadFile(Log("fake-daemon.pid"));
     if (!pid.empty()) kill(std::stoi(pid), SIGKILL);
@@ -90,9 +93,31 @@ class MpsdBinaryTest : public ::testing::Test {
   }
 
   void Start(const std::string& sharing_yaml) {
-    auto child = RealProcessRunner().Spawn(Command(sharing_yaml));
+    auto child = RealProcessRunner().Spawn(LoggedTo(Command(sharing_yaml), DaemonLogPath()));
     ASSERT_TRUE(child.ok()) << child.status();
     daemon_ = std::move(*child);
+  }
+
+  // Runs `spec` with its stderr appended to `log` (through sh, which then execs the program).
+  static CommandSpec LoggedTo(CommandSpec spec, const std::string& log) {
+    std::vector<std::string> args = {"-c", "exec \"$0\" \"$@\" 2>>\"" + log + "\"", spec.program};
+    args.insert(args.end(), spec.args.begin(), spec.args.end());
+    spec.program = "/bin/sh";
+    spec.args = std::move(args);
+    return spec;
+  }
+  std::string DaemonLogPath() const { return dir_.path() + "/mpsd.log"; }
+  bool LogHas(const std::string& path, const std::string& text) const {
+    return ReadFile(path).find(text) != std::string::npos;
+  }
+  // Rewrites the config (as Command does) and sends SIGHUP.
+  void Reload(const std::string& sharing_yaml) {
+    WriteFile(dir_.path() + "/config.yaml",
+              absl::StrCat("version: v1\nflags:\n  mpsRoot: ", Root(), "\n", sharing_yaml));
+    kill(daemon_->pid(), SIGHUP);
+  }
+  std::string PidOf(const std::string& resource) const {
+    return ReadFile(Root() + "/nvidia.com/" + resource + "/log/fake-daemon.pid");
   }
 
   std::optional<ExitStatus> Stop() {
@@ -189,6 +214,76 @@ TEST_F(MpsdBinaryTest, NoMpsSharingIdlesUntilStopped) {
   ASSERT_TRUE(exit.has_value());
   EXPECT_TRUE(exit->Success());
   EXPECT_FALSE(Exists(Root() + "/.ready"));
+}
+
+// A bad config on SIGHUP is rejected as the plugin rejects it: the daemons keep running.
+TEST_F(MpsdBinaryTest, ReloadWithAnInvalidConfigKeepsTheDaemons) {
+  Start(kPerContainer);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  const std::string pid = PidOf("gpu");
+  Reload("sharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 1\n");
+  ASSERT_TRUE(Eventually([&] { return LogHas(DaemonLogPath(), "reload rejected"); }));
+  EXPECT_FALSE(daemon_->Poll().has_value()) << "the daemon exited on a bad reload";
+  EXPECT_EQ(PidOf("gpu"), pid);
+  EXPECT_TRUE(Exists(Root() + "/.ready"));
+  EXPECT_THAT(Lines(Log("fake-commands.log")), ::testing::Not(::testing::Contains("quit")));
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success()) << exit->ToString();
+}
+
+// A good config on SIGHUP restarts only the daemons whose resource changed: an unchanged one keeps
+// running (the same process), a changed one is restarted. (Several resources at once are covered
+// in supervisor_test.)
+TEST_F(MpsdBinaryTest, ReloadRestartsADaemonOnlyWhenItsResourceChanged) {
+  Start(kPerContainer);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  const std::string first = PidOf("gpu");
+  Reload(kPerContainer);
+  ASSERT_TRUE(Eventually([&] {
+    return LogHas(DaemonLogPath(), "resource 'nvidia.com/gpu' unchanged; kept running");
+  }));
+  EXPECT_EQ(PidOf("gpu"), first);
+
+  Reload(R"(sharing:
+  mps:
+    perContainerLimits: true
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 50
+)");
+  ASSERT_TRUE(Eventually([&] { return !PidOf("gpu").empty() && PidOf("gpu") != first; }));
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success()) << exit->ToString();
+}
+
+// Two instances on one MPS root would quit each other's daemons: the second waits for the first.
+TEST_F(MpsdBinaryTest, ASecondInstanceOnTheSameRootWaitsForTheFirst) {
+  Start(kPerContainer);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  const std::string first_daemon = PidOf("gpu");
+  const std::string second_log = dir_.path() + "/second.log";
+  auto second = RealProcessRunner().Spawn(LoggedTo(Command(kPerContainer), second_log));
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(Eventually([&] {
+    return LogHas(second_log, "another mps-control-daemon (pid ") &&
+           LogHas(second_log, "holds " + Root() + "/.lock");
+  }));
+  EXPECT_EQ(PidOf("gpu"), first_daemon);
+  EXPECT_THAT(Lines(Log("fake-commands.log")), ::testing::Not(::testing::Contains("quit")));
+
+  auto exit = Stop();  // the first goes; the second takes over
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success());
+  ASSERT_TRUE(Eventually([&] { return LogHas(second_log, "released"); }));
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  EXPECT_NE(PidOf("gpu"), first_daemon);
+  kill((*second)->pid(), SIGTERM);
+  auto second_exit = (*second)->Wait(absl::Seconds(15));
+  ASSERT_TRUE(second_exit.has_value());
+  EXPECT_TRUE(second_exit->Success());
 }
 
 }  // namespace

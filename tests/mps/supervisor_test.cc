@@ -3,6 +3,7 @@
 // reporting, liveness, backoff.
 #include "mps/supervisor.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -540,6 +541,67 @@ TEST_F(MpsSupervisorTest, WaitForStatusSeesPublishedState) {
   ASSERT_TRUE(s->StartAll().ok());
   EXPECT_TRUE(s->WaitForStatus([](const auto& st) { return st[0].state == DaemonState::kUp; },
                                absl::ZeroDuration()));
+}
+
+TEST(MpsConfigureCommandsTest, UniformSkipsTheMemoryLimitOfAGpuOfUnknownSize) {
+  DaemonSpec spec = TwoGpuSpec();
+  spec.per_container_limits = false;
+  spec.gpus[0].memory_bytes = 0;  // NVML could not report it
+  EXPECT_THAT(ConfigureCommands(spec), ElementsAre("set_default_device_pinned_mem_limit 1 20480M",
+                                                   "set_default_active_thread_percentage 25"));
+}
+
+// A reload keeps unchanged daemons running, restarts changed ones, stops removed ones and starts
+// new ones; .ready follows.
+TEST_F(MpsSupervisorTest, UpdateRestartsOnlyWhatChanged) {
+  auto named = [](const std::string& name, const std::string& uuid, int replicas) {
+    DaemonSpec spec;
+    spec.name = name;
+    spec.gpus = {{uuid, 0, 40 * kGiB}};
+    spec.replicas = replicas;
+    spec.per_container_limits = false;  // uniform: the replicas show in the commands
+    return spec;
+  };
+  auto s = Make({named("nvidia.com/a", "GPU-a", 4), named("nvidia.com/b", "GPU-b", 4),
+                 named("nvidia.com/c", "GPU-c", 4)});
+  ASSERT_TRUE(s->StartAll().ok());
+  ASSERT_EQ(runner_.Launches().size(), 3u);
+  const auto pid_of = [&](const std::string& name) -> std::optional<int> {
+    for (const auto& status : s->Statuses()) {
+      if (status.name == name) return status.pid;
+    }
+    return std::nullopt;
+  };
+  const auto a = pid_of("nvidia.com/a");
+
+  // a unchanged, b changed, c removed, d new.
+  ASSERT_TRUE(s->Update({named("nvidia.com/a", "GPU-a", 4), named("nvidia.com/b", "GPU-b", 8),
+                         named("nvidia.com/d", "GPU-d", 4)})
+                  .ok());
+  const auto launches = runner_.Launches();
+  ASSERT_EQ(launches.size(), 5u);  // b again and d
+  EXPECT_THAT(launches[3].spec.env, Contains("CUDA_VISIBLE_DEVICES=GPU-b"));
+  EXPECT_THAT(launches[4].spec.env, Contains("CUDA_VISIBLE_DEVICES=GPU-d"));
+  EXPECT_EQ(pid_of("nvidia.com/a"), a);
+  EXPECT_EQ(pid_of("nvidia.com/c"), std::nullopt);
+  EXPECT_THAT(runner_.Commands(Pipe("nvidia.com/c"), false), Contains("quit"));
+  EXPECT_THAT(runner_.Commands(Pipe("nvidia.com/a"), false), Not(Contains("quit")));
+  EXPECT_THAT(runner_.Commands(Pipe("nvidia.com/b"), false),
+              Contains("set_default_active_thread_percentage 12"));
+  EXPECT_FALSE(Exists(Started("nvidia.com/c")));
+  EXPECT_TRUE(Exists(Started("nvidia.com/d")));
+  EXPECT_TRUE(Exists(Ready()));
+}
+
+TEST_F(MpsSupervisorTest, UpdateWithInvalidSpecsChangesNothing) {
+  auto s = Make();
+  ASSERT_TRUE(s->StartAll().ok());
+  DaemonSpec bad = TwoGpuSpec();
+  bad.name = "no-domain";
+  EXPECT_EQ(s->Update({bad}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runner_.Launches().size(), 1u);
+  EXPECT_EQ(Status(*s).state, DaemonState::kUp);
+  EXPECT_TRUE(Exists(Ready()));
 }
 
 }  // namespace
