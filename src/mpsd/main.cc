@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "config/loader.h"
+#include "config/version.h"
 #include "device/inventory.h"
 #include "logging/logging.h"
 #include "mps/clock.h"
@@ -312,6 +313,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
   CLI::App cli{"Runs one supervised NVIDIA MPS control daemon per MPS resource"};
+  cli.set_version_flag("--version",
+                       std::string("mps-control-daemon ") + nvdp::config::kPluginVersion);
   nvdp::config::FlagOverrides command_line;
   nvdp::config::AddFlags(cli, command_line);
   MpsdFlags flags;

@@ -2,10 +2,13 @@
 // a GPU (refused under the single and mixed strategies until MIG is implemented, full GPUs under
 // none), and a GPU whose memory size NVML cannot report (a warning, as upstream, not a failure).
 #include <algorithm>
+#include <string>
 
+#include "config/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/daemon_harness.h"
+#include "mps/process.h"
 
 namespace nvdp::testing {
 namespace {
@@ -61,6 +64,19 @@ TEST(NodeParityTest, MemoryQueryFailureIsAWarningAndTheGpuIsAdvertised) {
       kWait));
   EXPECT_THAT(h.DaemonLog(), HasSubstr("GPU 2 (GPU-a100a100-0000-4000-8000-000000000002): cannot "
                                        "read its memory size"));
+}
+
+// Upstream's --version, on both binaries: the name and the project's version, exit 0.
+TEST(NodeParityTest, BothBinariesPrintTheirVersion) {
+  for (const std::string binary : {"nvidia-device-plugin", "mps-control-daemon"}) {
+    mps::CommandSpec spec;
+    spec.program = BinDir() + "/" + binary;
+    spec.args = {"--version"};
+    auto result = mps::RealProcessRunner().Run(spec);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result->status.Success()) << binary << ": " << result->status.ToString();
+    EXPECT_EQ(result->out, binary + " " + config::kPluginVersion + "\n");
+  }
 }
 
 }  // namespace
