@@ -102,6 +102,9 @@ class DevicePluginServer::ListAndWatchReactor
   }
 
   void OnCancel() override {
+    // A cancelled stream no longer counts against kMaxStreams, even before gRPC calls OnDone: a
+    // client that opens and cancels streams quickly must not crowd out the next one (kubelet's).
+    if (owner_ != nullptr) owner_->RemoveWatcher(this);
     absl::MutexLock lock(&mu_);
     RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
@@ -378,7 +381,7 @@ grpc::Status DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
 
 void DevicePluginServer::RemoveWatcher(ListAndWatchReactor* reactor) {
   absl::MutexLock lock(&mu_);
-  watchers_.erase(reactor);
+  if (watchers_.erase(reactor) == 0) return;  // OnCancel already did
   if (!stopping_) {
     spdlog::info("{}: ListAndWatch closed ({} open)", spec_.name, watchers_.size());
   }

@@ -47,8 +47,11 @@ inline constexpr char kUnhealthy[] = "Unhealthy";
 // Socket file name for a resource: "nvidia.com/gpu" -> "nvidia-gpu.sock".
 std::string SocketNameFor(const sharing::ResourceSpec& spec);
 
-// Concurrent ListAndWatch streams one server accepts.
-inline constexpr size_t kMaxStreams = 8;
+// Concurrent ListAndWatch streams one server accepts. Kubelet needs one; the rest is headroom for
+// streams a client cancelled but gRPC has not reported yet (a fast open-and-cancel loop runs a few
+// ahead), so churn never crowds kubelet out. A stream that never reads holds one serialized list
+// (about 0.6 MB at 8,192 IDs), so the cap bounds that memory to about 40 MB.
+inline constexpr size_t kMaxStreams = 64;
 
 class DevicePluginServer {
  public:
@@ -94,7 +97,7 @@ class DevicePluginServer {
   // Adds the stream and pushes the current list; an error (the stream is not added) when
   // kMaxStreams are open or the server is stopping.
   grpc::Status AddWatcher(ListAndWatchReactor* reactor);
-  void RemoveWatcher(ListAndWatchReactor* reactor);
+  void RemoveWatcher(ListAndWatchReactor* reactor);  // idempotent
   DeviceListPtr BuildDeviceListLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ClearSocketPath() const;

@@ -82,6 +82,15 @@ void DaemonHarness::WriteConfig(const std::string& yaml) {
 
 void DaemonHarness::StartDaemon(const std::string& node, const std::vector<std::string>& args,
                                 const std::vector<std::string>& env) {
+  auto child = SpawnDaemon(node, args, env, tmp_ + "/plugin.log");
+  ASSERT_NE(child, nullptr);
+  daemon_ = std::move(child);
+}
+
+std::unique_ptr<mps::ChildProcess> DaemonHarness::SpawnDaemon(const std::string& node,
+                                                              const std::vector<std::string>& args,
+                                                              const std::vector<std::string>& env,
+                                                              const std::string& log) {
   mps::CommandSpec spec;
   spec.program = BinDir() + "/nvidia-device-plugin";
   spec.args = {"--nvml-library=" + FakeNvmlLibrary(),
@@ -94,10 +103,13 @@ void DaemonHarness::StartDaemon(const std::string& node, const std::vector<std::
   spec.env.push_back("FAKE_NVML_EVENTS=" + tmp_ + "/events");
   spec.env.push_back("NVDP_SYSFS_ROOT=" + SourceDir() + "/tests/fakes/nvml/nodes/a100-sysfs");
   spec.env.insert(spec.env.end(), env.begin(), env.end());
-  auto child = mps::RealProcessRunner().Spawn(LoggedTo(spec, tmp_ + "/plugin.log"));
-  ASSERT_TRUE(child.ok()) << child.status();
-  daemon_ = std::move(*child);
+  auto child = mps::RealProcessRunner().Spawn(LoggedTo(spec, log));
+  EXPECT_TRUE(child.ok()) << child.status();
+  return child.ok() ? *std::move(child) : nullptr;
 }
+
+int DaemonHarness::daemon_pid() const { return daemon_ ? daemon_->pid() : -1; }
+int DaemonHarness::mps_daemon_pid() const { return mps_daemon_ ? mps_daemon_->pid() : -1; }
 
 void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args) {
   mps::CommandSpec spec;

@@ -54,6 +54,13 @@ class DaemonHarness {
   void StartDaemon(const std::string& node = "a100-sxm4-40gb-x8.json",
                    const std::vector<std::string>& args = {},
                    const std::vector<std::string>& env = {});
+  // Another plugin process as StartDaemon would start it, logging to `log`; owned by the caller.
+  std::unique_ptr<mps::ChildProcess> SpawnDaemon(const std::string& node,
+                                                 const std::vector<std::string>& args,
+                                                 const std::vector<std::string>& env,
+                                                 const std::string& log);
+  int daemon_pid() const;      // -1 when not started
+  int mps_daemon_pid() const;  // -1 when not started
   // Starts mps-control-daemon (the real binary) on the same config, driving the fake
   // nvidia-cuda-mps-control, without touching compute modes.
   void StartMpsDaemon(const std::vector<std::string>& args = {});

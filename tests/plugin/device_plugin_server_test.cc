@@ -150,7 +150,7 @@ TEST_F(DevicePluginServerTest, RefusesStreamsPastTheCapAndFreesSlots) {
     EXPECT_FALSE(reader->Read(&response));
     auto status = reader->Finish();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-    EXPECT_THAT(status.error_message(), HasSubstr("at most 8 ListAndWatch streams"));
+    EXPECT_THAT(status.error_message(), HasSubstr("at most 64 ListAndWatch streams"));
   }
   open.back()->context.TryCancel();
   (void)open.back()->reader->Finish();

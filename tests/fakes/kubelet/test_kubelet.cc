@@ -1,9 +1,14 @@
 #include "fakes/kubelet/test_kubelet.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -53,8 +58,39 @@ absl::Status TestKubelet::Serve() {
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_) return absl::UnavailableError("test kubelet cannot listen on " + socket_path());
+  absl::MutexLock lock(&mu_);
+  serving_since_ = std::chrono::steady_clock::now();
   return absl::OkStatus();
 }
+
+std::chrono::steady_clock::time_point TestKubelet::ServingSince() const {
+  absl::MutexLock lock(&mu_);
+  return serving_since_;
+}
+
+std::optional<std::chrono::steady_clock::time_point> TestKubelet::LastRegistrationTime(
+    const std::string& resource) const {
+  absl::MutexLock lock(&mu_);
+  auto it = last_registration_time_.find(resource);
+  if (it == last_registration_time_.end()) return std::nullopt;
+  return it->second;
+}
+
+namespace {
+
+// Leaves a unix socket file at `path` that nobody listens on: what a SIGKILLed server leaves.
+void LeaveStaleSocket(const std::string& path) {
+  std::filesystem::remove(path);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  (void)::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  ::close(fd);
+}
+
+}  // namespace
 
 void TestKubelet::StopServing() {
   if (server_) {
@@ -73,8 +109,10 @@ void TestKubelet::StopServing() {
   for (auto& thread : threads) thread.join();
 }
 
-absl::Status TestKubelet::Restart() {
+absl::Status TestKubelet::Restart(RestartOptions options) {
   StopServing();
+  if (options.killed) LeaveStaleSocket(socket_path());
+  if (options.gap > milliseconds(0)) std::this_thread::sleep_for(options.gap);
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     std::filesystem::remove_all(entry.path(), ec);
@@ -87,6 +125,7 @@ absl::Status TestKubelet::Restart() {
 }
 
 grpc::Status TestKubelet::HandleRegister(const v1beta1::RegisterRequest& request) {
+  const auto arrived = std::chrono::steady_clock::now();
   const std::string& resource = request.resource_name();
   if (request.version() != "v1beta1") {
     return grpc::Status(grpc::StatusCode::UNKNOWN, "unsupported version " + request.version());
@@ -117,6 +156,7 @@ grpc::Status TestKubelet::HandleRegister(const v1beta1::RegisterRequest& request
   endpoints_[resource] = Endpoint{endpoint_path, stub, stream_context};
   registrations_[resource]++;
   last_request_[resource] = request;
+  last_registration_time_[resource] = arrived;
   if (replaced) replaced->TryCancel();  // a new registration replaces the old one
   watch_threads_.emplace_back(
       [this, resource, stub, stream_context] { WatchLoop(resource, stub, stream_context); });

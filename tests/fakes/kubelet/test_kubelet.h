@@ -80,9 +80,22 @@ class TestKubelet {
   // Frees the devices of an admitted container.
   void Release(const std::string& resource, const std::vector<std::string>& device_ids);
 
-  // Simulates a kubelet restart: stops serving, cancels every stream, deletes every file in the
-  // directory (plugin sockets included) and serves kubelet.sock again.
-  absl::Status Restart();
+  // Simulates a kubelet restart as kubelet does it: the old kubelet stops serving and its streams
+  // end; `gap` later the new one deletes every file in the directory (plugin sockets included) and
+  // serves kubelet.sock again. `killed`: the old kubelet died by SIGKILL, leaving kubelet.sock
+  // behind as a stale socket nobody accepts on until the new one replaces it.
+  struct RestartOptions {
+    milliseconds gap{0};
+    bool killed = false;
+  };
+  absl::Status Restart(RestartOptions options);
+  absl::Status Restart() { return Restart(RestartOptions{}); }
+
+  // When kubelet.sock last started accepting, and when `resource` last registered (for measuring
+  // re-registration after a restart; nullopt before the first).
+  std::chrono::steady_clock::time_point ServingSince() const;
+  std::optional<std::chrono::steady_clock::time_point> LastRegistrationTime(
+      const std::string& resource) const;
   // Cancels the ListAndWatch stream of `resource` from kubelet's side.
   void CancelStream(const std::string& resource);
 
@@ -109,6 +122,9 @@ class TestKubelet {
   mutable absl::Mutex mu_;
   std::map<std::string, int> registrations_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1beta1::RegisterRequest> last_request_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::chrono::steady_clock::time_point> last_registration_time_
+      ABSL_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point serving_since_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<DeviceState>> devices_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> updates_ ABSL_GUARDED_BY(mu_);
