@@ -282,5 +282,35 @@ TEST_F(PluginDaemonTest, FifoConfigFileOnReloadIsRejectedAndStopStillWorks) {
   EXPECT_TRUE(status->Success()) << status->ToString();
 }
 
+// Kubelet answers Register only after dialling the plugin back (up to 10 s when the socket is
+// gone). A stop signal during that wait ends the daemon at once: the registration is cancelled.
+// (The held call never returns by itself; without the cancellation the daemon would sit out its
+// own 10 s registration deadline, longer than this test waits.)
+TEST_F(PluginDaemonTest, SigtermWhileRegisterHangsStopsTheDaemon) {
+  h_.StartKubelet();
+  h_.kubelet().HoldRegistrations();
+  h_.StartDaemon();
+  ASSERT_TRUE(h_.kubelet().WaitForRegisterCallsInFlight(1, kWait));
+  h_.Signal(SIGTERM);
+  auto status = h_.WaitForExit(absl::Seconds(5));
+  ASSERT_TRUE(status.has_value()) << "the daemon did not stop while its Register hung";
+  EXPECT_TRUE(status->Success()) << status->ToString();
+}
+
+// A device-plugin directory that does not exist yet (kubelet not installed or not started) is
+// waited for, as kubelet.sock is, not a fatal error.
+TEST_F(PluginDaemonTest, WaitsForAMissingDevicePluginDirectory) {
+  const std::string dir = h_.tmp() + "/later";
+  h_.StartDaemon("a100-sxm4-40gb-x8.json", {"--kubelet-socket=" + dir + "/kubelet.sock"});
+  ASSERT_TRUE(WaitUntil([&] {
+    return h_.DaemonLog().find("waiting for the device-plugin directory") != std::string::npos;
+  }));
+  EXPECT_FALSE(h_.WaitForExit(absl::Milliseconds(0)).has_value());
+  std::filesystem::create_directories(dir);
+  auto kubelet = TestKubelet::Start(dir);
+  ASSERT_TRUE(kubelet.ok()) << kubelet.status();
+  EXPECT_TRUE((*kubelet)->WaitForRegistrations(kGpu, 1, kWait));
+}
+
 }  // namespace
 }  // namespace nvdp::testing

@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "rpc/unix_channel.h"
 
 namespace nvdp::testing {
@@ -93,6 +94,7 @@ void LeaveStaleSocket(const std::string& path) {
 }  // namespace
 
 void TestKubelet::StopServing() {
+  ReleaseRegistrations();  // a held call would keep the server from shutting down
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_.reset();
@@ -124,8 +126,40 @@ absl::Status TestKubelet::Restart(RestartOptions options) {
   return Serve();
 }
 
+void TestKubelet::HoldRegistrations() {
+  absl::MutexLock lock(&mu_);
+  hold_registrations_ = true;
+}
+
+void TestKubelet::ReleaseRegistrations() {
+  absl::MutexLock lock(&mu_);
+  hold_registrations_ = false;
+}
+
+int TestKubelet::RegisterCallsInFlight() const {
+  absl::MutexLock lock(&mu_);
+  return register_calls_in_flight_;
+}
+
+bool TestKubelet::WaitForRegisterCallsInFlight(int count, milliseconds timeout) {
+  absl::MutexLock lock(&mu_);
+  auto reached = [&]()
+                     ABSL_SHARED_LOCKS_REQUIRED(mu_) { return register_calls_in_flight_ >= count; };
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::FromChrono(timeout));
+}
+
 grpc::Status TestKubelet::HandleRegister(const v1beta1::RegisterRequest& request) {
   const auto arrived = std::chrono::steady_clock::now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (hold_registrations_) {
+      ++register_calls_in_flight_;
+      auto released = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !hold_registrations_; };
+      mu_.Await(absl::Condition(&released));
+      --register_calls_in_flight_;
+      return grpc::Status(grpc::StatusCode::UNKNOWN, "registration released by the test");
+    }
+  }
   const std::string& resource = request.resource_name();
   if (request.version() != "v1beta1") {
     return grpc::Status(grpc::StatusCode::UNKNOWN, "unsupported version " + request.version());

@@ -91,6 +91,13 @@ class TestKubelet {
   absl::Status Restart(RestartOptions options);
   absl::Status Restart() { return Restart(RestartOptions{}); }
 
+  // While held, Register calls are accepted and then left hanging, as kubelet's are while it dials
+  // back a plugin socket that is gone; Release lets them fail. RegisterCallsInFlight counts them.
+  void HoldRegistrations();
+  void ReleaseRegistrations();
+  int RegisterCallsInFlight() const;
+  bool WaitForRegisterCallsInFlight(int count, milliseconds timeout);
+
   // When kubelet.sock last started accepting, and when `resource` last registered (for measuring
   // re-registration after a restart; nullopt before the first).
   std::chrono::steady_clock::time_point ServingSince() const;
@@ -125,6 +132,8 @@ class TestKubelet {
   std::map<std::string, std::chrono::steady_clock::time_point> last_registration_time_
       ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point serving_since_ ABSL_GUARDED_BY(mu_);
+  bool hold_registrations_ ABSL_GUARDED_BY(mu_) = false;
+  int register_calls_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<DeviceState>> devices_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> updates_ ABSL_GUARDED_BY(mu_);
