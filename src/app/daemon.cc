@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -14,6 +15,8 @@
 #include "app/plugin_manager.h"
 #include "device/inventory.h"
 #include "health/health_monitor.h"
+#include "mps/control.h"
+#include "mps/process.h"
 #include "nvml/dl_nvml.h"
 #include "sharing/sharing.h"
 #include "spdlog/spdlog.h"
@@ -79,6 +82,26 @@ void LogResources(const std::vector<sharing::ResourceSpec>& resources) {
   }
 }
 
+// The MPS control client the readiness probes run: as given, else found under the container driver
+// root, then in PATH. Not found: one error naming every path tried (the MPS resources then stay
+// unregistered, their probes failing), and the bare name.
+std::string ControlBinary(const DaemonOptions& options, const config::Config& config,
+                          const std::vector<sharing::ResourceSpec>& resources) {
+  if (!options.mps_control_binary.empty()) return options.mps_control_binary;
+  const char* path = std::getenv("PATH");
+  auto found = mps::FindDriverProgram(mps::kDefaultControlBinary,
+                                      config.flags.plugin.container_driver_root, path ? path : "");
+  if (found.ok()) return *found;
+  if (std::any_of(resources.begin(), resources.end(),
+                  [](const auto& spec) { return spec.mode == sharing::Mode::kMps; })) {
+    spdlog::error(
+        "MPS resources cannot be probed: {} (set --mps-control-binary / "
+        "MPS_CONTROL_BINARY, or mount the driver root at --driver-root-ctr-path)",
+        std::string(found.status().message()));
+  }
+  return mps::kDefaultControlBinary;
+}
+
 // Idles until a stop signal (failOnInitError: false, or nothing to serve).
 int IdleUntilStopped() {
   while (true) {
@@ -129,9 +152,10 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     return IdleUntilStopped();
   };
 
-  const auto candidates = config.flags.nvml_library
-                              ? std::vector<std::string>{*config.flags.nvml_library}
-                              : nvml::NvmlLibraryCandidates(config.flags.nvidia_driver_root);
+  const auto candidates =
+      config.flags.nvml_library
+          ? std::vector<std::string>{*config.flags.nvml_library}
+          : nvml::NvmlLibraryCandidates(config.flags.plugin.container_driver_root);
   auto nvml = nvml::LoadNvml(candidates);
   if (!nvml.ok()) return init_failed("cannot load NVML: " + std::string(nvml.status().message()));
   if (auto status = (*nvml)->Init(); !status.ok()) {
@@ -163,7 +187,8 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   options.response = ResponseOptionsFrom(config);
   options.gate_mps_resources = true;
   PluginManager manager(options);
-  MpsGates gates(manager, {daemon_options.mps_control_binary, daemon_options.mps_probe_period});
+  MpsGates gates(manager, {ControlBinary(daemon_options, config, *resources),
+                           daemon_options.mps_probe_period});
   gates.Sync(*resources, config.flags.mps_root);
   if (auto status = manager.Start(*resources); !status.ok()) {
     spdlog::error("cannot start: {}", std::string(status.message()));

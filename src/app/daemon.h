@@ -15,8 +15,9 @@ namespace nvdp::app {
 
 // Settings of this binary that are not part of the upstream config.
 struct DaemonOptions {
-  // The MPS control client used to probe MPS daemons (--mps-control-binary).
-  std::string mps_control_binary = "nvidia-cuda-mps-control";
+  // The MPS control client used to probe MPS daemons (--mps-control-binary). Empty: found under
+  // the container driver root, then in PATH.
+  std::string mps_control_binary;
   // How often a ready MPS daemon is probed again (--mps-probe-period).
   absl::Duration mps_probe_period = absl::Seconds(10);
 };

@@ -23,9 +23,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   nvdp::app::DaemonOptions daemon_options;
   cli.add_option("--mps-control-binary", daemon_options.mps_control_binary,
-                 "nvidia-cuda-mps-control used to probe MPS control daemons")
-      ->envname("MPS_CONTROL_BINARY")
-      ->capture_default_str();
+                 "nvidia-cuda-mps-control used to probe MPS control daemons: a path, or a name "
+                 "searched in PATH (default: found under --driver-root-ctr-path's usr/bin, "
+                 "usr/sbin, bin, sbin, then PATH)")
+      ->envname("MPS_CONTROL_BINARY");
   double probe_period_s = 10;
   cli.add_option("--mps-probe-period", probe_period_s,
                  "seconds between liveness probes of a ready MPS control daemon")

@@ -405,4 +405,30 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std
   return absl::NotFoundError(absl::StrCat(program, ": not found in PATH (", path, ")"));
 }
 
+absl::StatusOr<std::string> FindDriverProgram(const std::string& program,
+                                              const std::string& container_driver_root,
+                                              const std::string& path) {
+  std::string root = container_driver_root;
+  while (!root.empty() && root.back() == '/') root.pop_back();
+  std::vector<std::string> candidates;
+  for (const char* dir : {"/usr/bin", "/usr/sbin", "/bin", "/sbin"}) {
+    candidates.push_back(absl::StrCat(root, dir, "/", program));
+  }
+  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", program);
+    if (std::find(candidates.begin(), candidates.end(), candidate) == candidates.end()) {
+      candidates.push_back(std::move(candidate));
+    }
+  }
+  for (const std::string& candidate : candidates) {
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat("cannot find ", program, "; tried ", absl::StrJoin(candidates, ", ")));
+}
+
 }  // namespace nvdp::mps

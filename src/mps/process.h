@@ -120,4 +120,12 @@ std::vector<std::string> InheritedEnvironment();
 // directories searched.
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path);
 
+// Finds a driver program (nvidia-cuda-mps-control, nvidia-smi) as upstream does: under the
+// container driver root (where the host's driver root is mounted, default /driver-root) in
+// usr/bin, usr/sbin, bin and sbin, then in `path` (the NVIDIA container toolkit puts them in
+// /usr/bin). NotFound lists every path tried.
+absl::StatusOr<std::string> FindDriverProgram(const std::string& program,
+                                              const std::string& container_driver_root,
+                                              const std::string& path);
+
 }  // namespace nvdp::mps

@@ -58,8 +58,9 @@ sigset_t HandledSignals() {
 
 // Our own options (the config's are registered by config::AddFlags).
 struct MpsdFlags {
-  std::string control_binary = nvdp::mps::kDefaultControlBinary;
-  std::string nvidia_smi = "nvidia-smi";
+  // Empty: found under the container driver root, then in PATH (FindDriverProgram).
+  std::string control_binary;
+  std::string nvidia_smi;
   bool set_compute_mode = true;
   std::string launch_mode = "foreground";
   double liveness_period_s = 10;
@@ -124,9 +125,15 @@ int MountShm(const nvdp::config::Config& config) {
 
 // Loads config + NVML + inventory and returns the daemons to run (possibly
 // none).
-absl::StatusOr<std::vector<nvdp::mps::DaemonSpec>> LoadSpecs(
-    const nvdp::config::FlagOverrides& command_line, const nvdp::config::FlagOverrides& env,
-    std::optional<std::string>& mps_root) {
+// What one load of the configuration asks for.
+struct Loaded {
+  std::vector<nvdp::mps::DaemonSpec> specs;  // possibly none
+  std::optional<std::string> mps_root;       // "" or nullopt only when explicitly emptied
+  std::string container_driver_root;         // where driver programs are looked for first
+};
+
+absl::StatusOr<Loaded> LoadSpecs(const nvdp::config::FlagOverrides& command_line,
+                                 const nvdp::config::FlagOverrides& env) {
   auto loaded = nvdp::config::LoadConfig(command_line, env);
   if (!loaded.ok()) {
     return absl::InvalidArgumentError(
@@ -134,12 +141,15 @@ absl::StatusOr<std::vector<nvdp::mps::DaemonSpec>> LoadSpecs(
   }
   for (const auto& warning : loaded->warnings) spdlog::warn("config: {}", warning);
   const nvdp::config::Config& config = loaded->config;
-  mps_root = config.flags.mps_root;
-  if (config.sharing.mps.resources.empty()) return std::vector<nvdp::mps::DaemonSpec>{};
+  Loaded out;
+  out.mps_root = config.flags.mps_root;
+  out.container_driver_root = config.flags.plugin.container_driver_root;
+  if (config.sharing.mps.resources.empty()) return out;
 
-  const auto candidates = config.flags.nvml_library
-                              ? std::vector<std::string>{*config.flags.nvml_library}
-                              : nvdp::nvml::NvmlLibraryCandidates(config.flags.nvidia_driver_root);
+  const auto candidates =
+      config.flags.nvml_library
+          ? std::vector<std::string>{*config.flags.nvml_library}
+          : nvdp::nvml::NvmlLibraryCandidates(config.flags.plugin.container_driver_root);
   auto nvml = nvdp::nvml::LoadNvml(candidates);
   if (!nvml.ok())
     return absl::Status(nvml.status().code(),
@@ -160,15 +170,53 @@ absl::StatusOr<std::vector<nvdp::mps::DaemonSpec>> LoadSpecs(
                         absl::StrCat("cannot apply the configuration to this node: ",
                                      resources.status().message()));
   }
-  return nvdp::mpsd::MpsDaemonSpecs(*resources);
+  out.specs = nvdp::mpsd::MpsDaemonSpecs(*resources);
+  return out;
+}
+
+// The driver programs the daemons run: given by flag (a path, or a name searched in PATH), else
+// found under the container driver root, then in PATH.
+struct DriverPrograms {
+  std::string control_binary;
+  std::string nvidia_smi;  // empty when compute modes are left alone
+};
+
+absl::StatusOr<DriverPrograms> FindDriverPrograms(const MpsdFlags& flags,
+                                                  const std::string& container_driver_root) {
+  const char* env_path = std::getenv("PATH");
+  const std::string path = env_path != nullptr ? env_path : "";
+  auto find = [&](const std::string& given, const char* name) -> absl::StatusOr<std::string> {
+    if (!given.empty()) return nvdp::mps::ResolveProgram(given, path);
+    return nvdp::mps::FindDriverProgram(name, container_driver_root, path);
+  };
+  DriverPrograms programs;
+  auto control = find(flags.control_binary, nvdp::mps::kDefaultControlBinary);
+  if (!control.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot find the MPS control binary: ", control.status().message(),
+                     " (set --mps-control-binary / MPS_CONTROL_BINARY, or mount the driver root "
+                     "at --driver-root-ctr-path)"));
+  }
+  programs.control_binary = *control;
+  if (flags.set_compute_mode) {
+    auto smi = find(flags.nvidia_smi, "nvidia-smi");
+    if (!smi.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot find nvidia-smi to set compute modes with: ", smi.status().message(),
+                       " (set --nvidia-smi / NVIDIA_SMI, or --set-compute-mode=false)"));
+    }
+    programs.nvidia_smi = *smi;
+  }
+  return programs;
 }
 
 nvdp::mps::SupervisorOptions SupervisorOptionsFor(const std::string& mps_root,
-                                                  const MpsdFlags& flags) {
+                                                  const MpsdFlags& flags,
+                                                  const DriverPrograms& programs) {
   nvdp::mps::SupervisorOptions options;
   options.mps_root = mps_root;
-  options.control_binary = flags.control_binary;
-  options.nvidia_smi = flags.nvidia_smi;
+  options.control_binary = programs.control_binary;
+  if (!programs.nvidia_smi.empty()) options.nvidia_smi = programs.nvidia_smi;
   options.set_compute_mode = flags.set_compute_mode;
   options.launch_mode = flags.launch_mode == "background" ? nvdp::mps::LaunchMode::kBackground
                                                           : nvdp::mps::LaunchMode::kForeground;
@@ -211,50 +259,40 @@ absl::StatusOr<std::string> RootOf(const std::optional<std::string>& mps_root) {
                    nvdp::config::kDefaultMpsRoot, ")"));
 }
 
-// A missing control binary is a deployment error: say so once and exit instead of retrying.
-absl::Status CheckControlBinary(const MpsdFlags& flags) {
-  const char* path = std::getenv("PATH");
-  if (auto found = nvdp::mps::ResolveProgram(flags.control_binary, path ? path : ""); !found.ok()) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot find the MPS control binary: ", found.status().message(),
-                     " (set --mps-control-binary / MPS_CONTROL_BINARY, or mount the driver's "
-                     "binaries)"));
-  }
-  return absl::OkStatus();
+// Whether a loaded config can be run: an MPS root when there is anything to run, and the driver
+// programs found. The programs found, when it can.
+absl::StatusOr<DriverPrograms> CheckUsable(const Loaded& loaded, const MpsdFlags& flags) {
+  if (loaded.specs.empty()) return DriverPrograms{};
+  if (auto root = RootOf(loaded.mps_root); !root.ok()) return root.status();
+  return FindDriverPrograms(flags, loaded.container_driver_root);
 }
 
 int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::FlagOverrides& env,
         const MpsdFlags& flags, SignalRouter& signals) {
-  std::optional<std::string> configured_root;
-  auto specs = LoadSpecs(command_line, env, configured_root);
-  if (!specs.ok()) {
-    spdlog::error("{}", std::string(specs.status().message()));
+  auto loaded = LoadSpecs(command_line, env);
+  if (!loaded.ok()) {
+    spdlog::error("{}", std::string(loaded.status().message()));
     return 1;
   }
   // Each round runs one supervisor on one MPS root; a reload that moves the root starts a new one.
   while (true) {
-    auto root = RootOf(configured_root);
-    if (!root.ok() && !specs->empty()) {
-      spdlog::error("{}", std::string(root.status().message()));
+    auto programs = CheckUsable(*loaded, flags);
+    if (!programs.ok()) {
+      spdlog::error("{}", std::string(programs.status().message()));
       return 1;
     }
-    if (!specs->empty()) {
-      if (absl::Status s = CheckControlBinary(flags); !s.ok()) {
-        spdlog::error("{}", std::string(s.message()));
-        return 1;
-      }
-    }
-    const std::string mps_root = root.value_or(nvdp::config::kDefaultMpsRoot);
+    const std::string mps_root = RootOf(loaded->mps_root).value_or(nvdp::config::kDefaultMpsRoot);
     bool stopped = false;
     auto lock = LockRoot(mps_root, signals, &stopped);
     if (lock == nullptr) return stopped ? 0 : 1;
-    if (specs->empty()) {
+    if (loaded->specs.empty()) {
       spdlog::info(
           "no MPS sharing configured (sharing.mps.resources is empty); idling until stopped or "
           "reconfigured (SIGHUP)");
     }
 
-    Supervisor supervisor(std::move(*specs), SupervisorOptionsFor(mps_root, flags),
+    Supervisor supervisor(std::move(loaded->specs),
+                          SupervisorOptionsFor(mps_root, flags, *programs),
                           nvdp::mps::RealProcessRunner(), nvdp::mps::RealClock());
     signals.Attach(&supervisor);
     if (absl::Status s = supervisor.StartAll(); !s.ok()) {
@@ -266,30 +304,23 @@ int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::Fla
       const int sig = *signals.Next();
       if (sig != SIGHUP) break;
       spdlog::info("SIGHUP: reloading the configuration");
-      std::optional<std::string> new_root;
-      auto new_specs = LoadSpecs(command_line, env, new_root);
-      if (!new_specs.ok()) {
+      auto reloaded = LoadSpecs(command_line, env);
+      absl::Status usable = reloaded.status();
+      if (usable.ok()) usable = CheckUsable(*reloaded, flags).status();
+      if (!usable.ok()) {
         spdlog::error("reload rejected, keeping the running MPS control daemons: {}",
-                      std::string(new_specs.status().message()));
+                      std::string(usable.message()));
         continue;
       }
-      if (!new_specs->empty()) {
-        absl::Status usable = RootOf(new_root).status();
-        if (usable.ok()) usable = CheckControlBinary(flags);
-        if (!usable.ok()) {
-          spdlog::error("reload rejected, keeping the running MPS control daemons: {}",
-                        std::string(usable.message()));
-          continue;
-        }
-      }
-      if (RootOf(new_root).value_or(mps_root) != mps_root) {
-        spdlog::info("reload: the MPS root moved; restarting every MPS control daemon");
-        configured_root = new_root;
-        specs = std::move(new_specs);
+      if (RootOf(reloaded->mps_root).value_or(mps_root) != mps_root ||
+          (programs->control_binary.empty() && !reloaded->specs.empty())) {
+        // A moved root, or the first MPS resources of a round started without any.
+        spdlog::info("reload: starting the MPS control daemons anew");
+        loaded = std::move(reloaded);
         next_round = true;
         continue;
       }
-      if (absl::Status s = supervisor.Update(std::move(*new_specs)); !s.ok()) {
+      if (absl::Status s = supervisor.Update(std::move(reloaded->specs)); !s.ok()) {
         spdlog::error("{}", std::string(s.message()));
       }
     }
@@ -319,10 +350,12 @@ int main(int argc, char** argv) {
   nvdp::config::AddFlags(cli, command_line);
   MpsdFlags flags;
   cli.add_option("--mps-control-binary", flags.control_binary,
-                 "nvidia-cuda-mps-control to run (path, or name searched in PATH)")
+                 "nvidia-cuda-mps-control to run: a path, or a name searched in PATH (default: "
+                 "found under --driver-root-ctr-path's usr/bin, usr/sbin, bin, sbin, then PATH)")
       ->envname("MPS_CONTROL_BINARY")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  cli.add_option("--nvidia-smi", flags.nvidia_smi, "nvidia-smi to set compute modes with")
+  cli.add_option("--nvidia-smi", flags.nvidia_smi,
+                 "nvidia-smi to set compute modes with (default: found as the control binary is)")
       ->envname("NVIDIA_SMI")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cli.add_option("--set-compute-mode", flags.set_compute_mode,

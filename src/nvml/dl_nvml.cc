@@ -367,9 +367,9 @@ std::vector<std::string> NvmlLibraryCandidates(const std::string& driver_root) {
 
   std::vector<std::string> candidates;
   for (const char* dir : kDirs) candidates.push_back(absl::StrCat(root, dir, "/", kSoname));
-  // The bare soname lets the dynamic loader search; only meaningful for the
-  // host's own root.
-  if (root.empty()) candidates.push_back(kSoname);
+  // Then the bare soname, which lets the dynamic loader search (ld.so.cache, LD_LIBRARY_PATH):
+  // where the NVIDIA container toolkit put the driver's libraries, or a host install.
+  candidates.push_back(kSoname);
   return candidates;
 }
 

@@ -26,10 +26,10 @@
 
 namespace nvdp::nvml {
 
-// Where to look for libnvidia-ml.so.1 under a driver root, in order (upstream's
-// search: the usual library directories under the root, then the bare soname
-// for the dynamic loader).
-std::vector<std::string> NvmlLibraryCandidates(const std::string& driver_root);
+// Where to look for libnvidia-ml.so.1, in order, as upstream does: the usual library directories
+// under the driver root as the plugin's container sees it (--driver-root-ctr-path, default
+// /driver-root; "/" on a host), then the bare soname for the dynamic loader.
+std::vector<std::string> NvmlLibraryCandidates(const std::string& container_driver_root);
 
 class DlNvml;
 

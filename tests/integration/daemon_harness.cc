@@ -93,10 +93,10 @@ std::unique_ptr<mps::ChildProcess> DaemonHarness::SpawnDaemon(const std::string&
                                                               const std::string& log) {
   mps::CommandSpec spec;
   spec.program = BinDir() + "/nvidia-device-plugin";
-  spec.args = {"--nvml-library=" + FakeNvmlLibrary(),
-               "--kubelet-socket=" + plugin_dir() + "/kubelet.sock",
+  spec.args = {"--kubelet-socket=" + plugin_dir() + "/kubelet.sock",
                "--mps-control-binary=" + BinDir() + "/fake-mps-control", "--mps-probe-period=0.2"};
   if (has_config_) spec.args.push_back("--config-file=" + config_path());
+  if (pass_nvml_library_) spec.args.push_back("--nvml-library=" + FakeNvmlLibrary());
   spec.args.insert(spec.args.end(), args.begin(), args.end());
   spec.env = mps::InheritedEnvironment();
   spec.env.push_back("FAKE_NVML_NODE=" + NodeFile(node));

@@ -59,6 +59,9 @@ class DaemonHarness {
                                                  const std::vector<std::string>& args,
                                                  const std::vector<std::string>& env,
                                                  const std::string& log);
+  // Off: the plugin gets no --nvml-library and finds NVML as in production (under
+  // --driver-root-ctr-path, then the bare soname).
+  void set_pass_nvml_library(bool pass) { pass_nvml_library_ = pass; }
   int daemon_pid() const;      // -1 when not started
   int mps_daemon_pid() const;  // -1 when not started
   // Starts mps-control-daemon (the real binary) on the same config, driving the fake
@@ -84,6 +87,7 @@ class DaemonHarness {
   std::unique_ptr<mps::ChildProcess> daemon_;
   std::unique_ptr<mps::ChildProcess> mps_daemon_;
   bool has_config_ = false;
+  bool pass_nvml_library_ = true;
 };
 
 }  // namespace nvdp::testing

@@ -2,6 +2,7 @@
 // a GPU (refused under the single and mixed strategies until MIG is implemented, full GPUs under
 // none), and a GPU whose memory size NVML cannot report (a warning, as upstream, not a failure).
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include "config/version.h"
@@ -17,6 +18,7 @@ using ::testing::HasSubstr;
 
 constexpr char kGpu[] = "nvidia.com/gpu";
 constexpr char kMigNode[] = "a100-40gb-x2-mig-on-gpu1.json";
+constexpr char kNode8[] = "a100-sxm4-40gb-x8.json";
 
 TEST(NodeParityTest, MigEnabledWithSingleStrategyExitsWithAClearMessage) {
   DaemonHarness h;
@@ -77,6 +79,21 @@ TEST(NodeParityTest, BothBinariesPrintTheirVersion) {
     EXPECT_TRUE(result->status.Success()) << binary << ": " << result->status.ToString();
     EXPECT_EQ(result->out, binary + " " + config::kPluginVersion + "\n");
   }
+}
+
+// NVML is loaded from the container driver root (--driver-root-ctr-path), where upstream's chart
+// mounts the host's driver, not from the host driver root.
+TEST(NodeParityTest, LoadsNvmlFromTheContainerDriverRoot) {
+  DaemonHarness h;
+  const std::string root = h.tmp() + "/driver-root";
+  std::filesystem::create_directories(root + "/usr/lib/x86_64-linux-gnu");
+  std::filesystem::copy_file(FakeNvmlLibrary(),
+                             root + "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1");
+  h.set_pass_nvml_library(false);
+  h.StartKubelet();
+  h.StartDaemon(kNode8, {"--driver-root-ctr-path=" + root, "--driver-root=/host-root-unused"});
+  ASSERT_TRUE(h.kubelet().WaitForDevices(
+      kGpu, [](const auto& devices) { return devices.size() == 8; }, kWait));
 }
 
 }  // namespace

@@ -286,5 +286,46 @@ TEST_F(MpsdBinaryTest, ASecondInstanceOnTheSameRootWaitsForTheFirst) {
   EXPECT_TRUE(second_exit->Success());
 }
 
+// Without --mps-control-binary the daemon finds nvidia-cuda-mps-control under the container driver
+// root, as upstream does (the driver's binaries mounted at /driver-root by default).
+TEST_F(MpsdBinaryTest, FindsTheControlBinaryUnderTheDriverRoot) {
+  const std::string root = dir_.path() + "/driver-root";
+  std::filesystem::create_directories(root + "/usr/bin");
+  std::filesystem::copy_file(BinDir() + "/fake-mps-control",
+                             root + "/usr/bin/nvidia-cuda-mps-control");
+  CommandSpec spec = Command(kPerContainer, {"--driver-root-ctr-path=" + root});
+  std::erase_if(spec.args,
+                [](const std::string& arg) { return arg.rfind("--mps-control-binary=", 0) == 0; });
+  auto child = RealProcessRunner().Spawn(LoggedTo(spec, DaemonLogPath()));
+  ASSERT_TRUE(child.ok()) << child.status();
+  daemon_ = std::move(*child);
+  ASSERT_TRUE(Eventually([&] { return Exists(Root() + "/.ready"); }));
+  EXPECT_EQ(Lines(Log("fake-daemon.log")).size(), 1u);
+  auto exit = Stop();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->Success()) << exit->ToString();
+}
+
+TEST_F(MpsdBinaryTest, MissingDriverProgramsNameEveryPathTried) {
+  const std::string root = dir_.path() + "/empty-driver-root";
+  CommandSpec spec = Command(kPerContainer, {"--driver-root-ctr-path=" + root});
+  std::erase_if(spec.args,
+                [](const std::string& arg) { return arg.rfind("--mps-control-binary=", 0) == 0; });
+  std::erase_if(spec.env, [](const std::string& e) { return e.rfind("PATH=", 0) == 0; });
+  spec.env.push_back("PATH=" + dir_.path() + "/nowhere");
+  spec.timeout = absl::Seconds(15);
+  auto result = RealProcessRunner().Run(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->status.exit_code, 1);
+  EXPECT_THAT(
+      result->err,
+      HasSubstr("cannot find the MPS control binary: cannot find nvidia-cuda-mps-control; "
+                "tried " +
+                root + "/usr/bin/nvidia-cuda-mps-control, " + root +
+                "/usr/sbin/nvidia-cuda-mps-control, " + root + "/bin/nvidia-cuda-mps-control, " +
+                root + "/sbin/nvidia-cuda-mps-control, " + dir_.path() +
+                "/nowhere/nvidia-cuda-mps-control"));
+}
+
 }  // namespace
 }  // namespace nvdp::mps

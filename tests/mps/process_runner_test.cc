@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -184,6 +185,25 @@ TEST(MpsResolveProgramTest, SearchesPath) {
   EXPECT_EQ(*ResolveProgram("/bin/sh", ""), "/bin/sh");
   EXPECT_TRUE(absl::IsNotFound(ResolveProgram("sh", "/nonexistent").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ResolveProgram("", "/bin").status()));
+}
+
+// Driver programs: under the container driver root first (usr/bin, usr/sbin, bin, sbin), then
+// PATH; a miss names every path tried.
+TEST(MpsFindDriverProgramTest, DriverRootFirstThenPath) {
+  testing::TempDir dir;
+  const std::string root = dir.path() + "/driver-root";
+  std::filesystem::create_directories(root + "/usr/sbin");
+  std::filesystem::create_directories(root + "/usr/bin");
+  testing::WriteFile(root + "/usr/sbin/tool", "#!/bin/sh\n");
+  ASSERT_EQ(chmod((root + "/usr/sbin/tool").c_str(), 0755), 0);
+  EXPECT_EQ(*FindDriverProgram("tool", root, "/bin"), root + "/usr/sbin/tool");
+  EXPECT_EQ(*FindDriverProgram("sh", root, "/nonexistent:/bin"), "/bin/sh");
+  testing::WriteFile(root + "/usr/bin/plain", "not executable");
+  auto missing = FindDriverProgram("plain", root + "/", "/nonexistent");
+  EXPECT_TRUE(absl::IsNotFound(missing.status()));
+  EXPECT_EQ(missing.status().message(), "cannot find plain; tried " + root + "/usr/bin/plain, " +
+                                            root + "/usr/sbin/plain, " + root + "/bin/plain, " +
+                                            root + "/sbin/plain, /nonexistent/plain");
 }
 
 TEST(MpsInheritedEnvironmentTest, DropsMpsVariables) {

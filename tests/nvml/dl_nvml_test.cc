@@ -96,7 +96,7 @@ TEST(NvmlLibraryCandidatesTest, DriverRootIsPrefixed) {
       "/run/nvidia/driver/usr/lib64/libnvidia-ml.so.1",
       "/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
       "/run/nvidia/driver/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1",
-      "/run/nvidia/driver/usr/lib/libnvidia-ml.so.1"};
+      "/run/nvidia/driver/usr/lib/libnvidia-ml.so.1", "libnvidia-ml.so.1"};
   EXPECT_EQ(NvmlLibraryCandidates("/run/nvidia/driver"), expected);
   EXPECT_EQ(NvmlLibraryCandidates("/run/nvidia/driver/"), expected);
 }
