@@ -8,8 +8,10 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang clang-format libclang-rt-14-dev python3
+  clang clang-format libclang-rt-14-dev python3 python3-yaml
 )
+# tests/deployments runs `kubectl kustomize`; Debian's kubectl only where none is installed.
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
