@@ -88,13 +88,23 @@ Footprint Measure(int pid) {
   return out;
 }
 
+// Under AddressSanitizer or ThreadSanitizer the daemons' RSS says nothing about leaks (freed
+// memory sits in quarantine, shadow memory grows with use): RSS is then printed, not checked.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kRssIsMeaningful = false;
+#else
+constexpr bool kRssIsMeaningful = true;
+#endif
+
 // Flat: no leaked descriptors (a little slack for gRPC's lazily opened ones) and RSS within
 // `rss_slack_kib` of where the phase started.
 void ExpectFlat(const Footprint& before, const Footprint& after, const char* phase,
                 long rss_slack_kib = 8 * 1024) {
   EXPECT_LE(after.fds, before.fds + 2) << phase << ": fds " << before.fds << " -> " << after.fds;
-  EXPECT_LE(after.rss_kib, before.rss_kib + rss_slack_kib)
-      << phase << ": RSS " << before.rss_kib << " KiB -> " << after.rss_kib << " KiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LE(after.rss_kib, before.rss_kib + rss_slack_kib)
+        << phase << ": RSS " << before.rss_kib << " KiB -> " << after.rss_kib << " KiB";
+  }
   std::printf("[ %s ] fds %d -> %d, RSS %ld -> %ld KiB\n", phase, before.fds, after.fds,
               before.rss_kib, after.rss_kib);
 }
@@ -389,8 +399,10 @@ TEST_F(StressTest, HostileRequestsAreBounded) {
       },
       kWait));
   const Footprint loaded = Measure(h_.daemon_pid());
-  EXPECT_LE(loaded.rss_kib, before.rss_kib + 64 * 1024)
-      << "idle streams grew RSS to " << loaded.rss_kib << " KiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LE(loaded.rss_kib, before.rss_kib + 64 * 1024)
+        << "idle streams grew RSS to " << loaded.rss_kib << " KiB";
+  }
   for (auto& stream : idle) stream->context.TryCancel();
   for (auto& stream : idle) (void)stream->reader->Finish();
   idle.clear();
