@@ -1,8 +1,8 @@
 // CurlHttpClient: HttpClient over libcurl (Debian's libcurl4-openssl), with what in-cluster access
 // to the API server needs: a bearer token read from a file on every request (projected
 // service-account tokens are rotated), a CA bundle for https, a connect timeout, and cancellation
-// through libcurl's progress callback (checked at least about once a second while a stream is
-// idle).
+// within about 50 ms (the transfer runs on a multi handle polled in short steps; the progress
+// callback checks it too).
 //
 // Thread-safety: calls may run concurrently; each uses its own curl handle. Construct it with
 // Create() (which also initialises libcurl once per process).
