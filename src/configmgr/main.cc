@@ -163,8 +163,8 @@ bool ApplyAndLog(ConfigApplier& applier, const Flags& f, const std::optional<std
   const std::string name =
       result->selection.name.has_value() ? "\"" + *result->selection.name + "\"" : "(empty)";
   if (!result->written) {
-    spdlog::info("label {}={}: config {} ({}) is already in place at {}", f.node_label,
-                 LabelText(label), name, result->selection.reason, f.dst);
+    spdlog::debug("label {}={}: config {} ({}) is already in place at {}", f.node_label,
+                  LabelText(label), name, result->selection.reason, f.dst);
     return true;
   }
   spdlog::info("label {}={}: wrote config {} ({}) to {}", f.node_label, LabelText(label), name,

@@ -163,8 +163,9 @@ absl::StatusOr<NodeState> NodeWatcher::ListWithRetry(int attempts, const absl::N
   return last;
 }
 
-void NodeWatcher::Report(const std::optional<std::string>& label, const LabelCallback& on_label) {
-  if (reported_ && last_label_ == label) return;
+void NodeWatcher::Report(const std::optional<std::string>& label, const LabelCallback& on_label,
+                         bool always) {
+  if (!always && reported_ && last_label_ == label) return;
   if (on_label(label)) {
     reported_ = true;
     last_label_ = label;
@@ -249,7 +250,7 @@ void NodeWatcher::Run(const LabelCallback& on_label, const absl::Notification& s
                    absl::FormatDuration(delay));
       continue;
     }
-    Report(node->label, on_label);
+    Report(node->label, on_label, /*always=*/true);
     if (WatchOnce(node->resource_version, on_label, stop)) {
       backoff = options_.initial_backoff;
       delay = options_.initial_backoff;

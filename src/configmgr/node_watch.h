@@ -5,9 +5,10 @@
 // old) list and watch again, waiting with exponential backoff (100 ms doubling to 30 s by
 // default) after failures.
 //
-// The watcher reports the label's value through a callback: after the first list, and then
-// whenever a list or an ADDED/MODIFIED event shows a value different from the last one the
-// callback accepted. BOOKMARK events only move the resourceVersion; DELETED is logged.
+// The watcher reports the label's value through a callback after every list (so that the caller
+// can re-apply it: a config edited in the ConfigMap is picked up at the next list, at the latest
+// when the watch is renewed), and on ADDED/MODIFIED events whose value differs from the last one
+// the callback accepted. BOOKMARK events only move the resourceVersion; DELETED is logged.
 //
 // Thread-safety: a NodeWatcher is used by one thread; `stop` may be notified from any thread and
 // ends Run promptly (the HTTP client and the backoff waits both watch it).
@@ -91,7 +92,9 @@ class NodeWatcher {
   // One watch from `rv`; returns whether it was healthy (2xx and delivered events or lasted a
   // while), for the backoff.
   bool WatchOnce(std::string rv, const LabelCallback& on_label, const absl::Notification& stop);
-  void Report(const std::optional<std::string>& label, const LabelCallback& on_label);
+  // Calls `on_label` when `always`, or when `label` differs from the last accepted value.
+  void Report(const std::optional<std::string>& label, const LabelCallback& on_label,
+              bool always = false);
 
   HttpClient& http_;
   mps::Clock& clock_;
