@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,7 +105,19 @@ class ConfigManagerTest : public ::testing::Test {
     spec.args = {"-c", "exec \"$0\" \"$@\" 2>>\"" + tmp_.path() + "/config-manager.log\"",
                  testutil::BinDir() + "/config-manager", "--api-server=" + api()};
     spec.args.insert(spec.args.end(), args.begin(), args.end());
-    spec.env = mps::InheritedEnvironment();
+    // This environment without the variables config-manager reads (a CI job running in a pod
+    // may have NODE_NAME), then `env`.
+    for (const std::string& var : mps::InheritedEnvironment()) {
+      const std::string key = var.substr(0, var.find('='));
+      static const std::set<std::string> kOurs = {
+          "NODE_NAME",         "NODE_LABEL",     "CONFIG_FILE_SRCDIR",
+          "CONFIG_FILE_DST",   "DEFAULT_CONFIG", "FALLBACK_STRATEGIES",
+          "SEND_SIGNAL",       "SIGNAL",         "PROCESS_TO_SIGNAL",
+          "ONESHOT",           "LOG_LEVEL",      "NVDP_API_SERVER",
+          "NVDP_TOKEN_FILE",   "NVDP_CA_FILE",   "NVDP_PROC_ROOT",
+          "NVDP_WATCH_TIMEOUT"};
+      if (kOurs.count(key) == 0) spec.env.push_back(var);
+    }
     spec.env.insert(spec.env.end(), env.begin(), env.end());
     auto child = mps::RealProcessRunner().Spawn(spec);
     ASSERT_TRUE(child.ok()) << child.status();
