@@ -57,13 +57,14 @@ mkdir -p "$rootfs/fake" "$rootfs/etc/nvdp" "$rootfs/var/lib/kubelet/device-plugi
 cp "$node" "$rootfs/fake/node.json"
 cp examples/time-slicing.yaml examples/mps-per-container.yaml "$rootfs/etc/nvdp/"
 
-# Runs a command chrooted into the rootfs with a clean environment (only what a container gets
-# from the image and the DaemonSet).
+# Runs a command chrooted into the rootfs with a clean environment: the image's ENV (Dockerfile)
+# plus the fake node description.
 chroot_bin=$(PATH="$PATH:/usr/sbin:/sbin" command -v chroot)
 run_in=("$chroot_bin" "$rootfs")
 [ "$(id -u)" -eq 0 ] || run_in=("$(command -v unshare)" --user --map-root-user --mount "${run_in[@]}")
-run_in=(env -i PATH=/usr/bin:/bin NVIDIA_VISIBLE_DEVICES=all
-  NVIDIA_DRIVER_CAPABILITIES=compute,utility FAKE_NVML_NODE=/fake/node.json "${run_in[@]}")
+run_in=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+  FAKE_NVML_NODE=/fake/node.json "${run_in[@]}")
 in_rootfs() { "${run_in[@]}" "$@"; }
 
 for binary in nvidia-device-plugin mps-control-daemon; do
