@@ -13,6 +13,10 @@ if(NVDP_SANITIZE)
   add_link_options(-fsanitize=${NVDP_SANITIZE})
 endif()
 
+# Release: drop unreferenced functions and data from the binaries.
+add_compile_options($<$<CONFIG:Release>:-ffunction-sections> $<$<CONFIG:Release>:-fdata-sections>)
+add_link_options($<$<CONFIG:Release>:LINKER:--gc-sections>)
+
 find_program(CCACHE_PROGRAM ccache)
 if(CCACHE_PROGRAM)
   set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
