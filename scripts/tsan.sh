@@ -10,5 +10,8 @@ scripts/setup.sh build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNVDP_SANITIZE=th
   -DNVDP_BUILD_BENCH=OFF
 cmake --build build-tsan -j"$jobs"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp"
+# Debian's absl::Mutex is not TSan-instrumented: tools/tsan/absl_mutex_annotations.cc annotates it,
+# loaded into every process the tests start (the daemons included).
+export LD_PRELOAD="$PWD/build-tsan/lib/libnvdp_tsan_absl.so"
 cd build-tsan
 ctest -j"$jobs" --output-on-failure --timeout 600 "$@"
