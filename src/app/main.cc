@@ -1,4 +1,6 @@
 // nvidia-device-plugin: the Kubernetes device plugin for NVIDIA GPUs with flexible MPS sharing.
+#include <malloc.h>
+
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -13,6 +15,11 @@
 
 int main(int argc, char** argv) {
   nvdp::app::BlockDaemonSignals();
+  // Buffers of 256 KiB and more (a serialized device list at thousands of IDs, gRPC's write
+  // buffers) are mapped and unmapped on their own, so memory a stuck or hostile stream held goes
+  // back to the system when the stream ends. A fixed threshold also stops glibc from raising it
+  // after the first such free, which would keep the next ones in the heap.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   CLI::App cli{"Kubernetes device plugin for NVIDIA GPUs, with per-container MPS limits"};
   nvdp::config::FlagOverrides flags;

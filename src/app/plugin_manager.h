@@ -3,7 +3,7 @@
 //
 // One background thread does all serving and registering, driven by events: start, reload,
 // kubelet.sock re-created (registers again), one of our sockets deleted (serves and registers
-// again), a gated resource becoming ready, and retry timers (exponential backoff from 20 ms while
+// again), a gated resource becoming ready, and retry timers (exponential backoff from 5 ms while
 // kubelet is away). A ListAndWatch stream ending is not such an event: any local client can open
 // and cancel streams, so only kubelet's own signals count. A registration in flight is cancelled
 // when kubelet restarts meanwhile or the manager stops, so neither waits for kubelet's 10 s dial.
@@ -46,7 +46,7 @@ struct ManagerOptions {
   // MPS resources are served only once SetResourceReady(name, true) was called (their control
   // daemon answered). Off: served at once.
   bool gate_mps_resources = false;
-  absl::Duration initial_backoff = absl::Milliseconds(20);
+  absl::Duration initial_backoff = absl::Milliseconds(5);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration register_timeout = absl::Seconds(10);
 };
