@@ -73,16 +73,22 @@ TEST_F(InventoryFakeNvmlTest, FailingGpuFailsDiscovery) {
   EXPECT_THAT(inventory.status().message(), ::testing::HasSubstr("nvmlDeviceGetPciInfo_v3"));
 }
 
-// A GPU whose memory NVML cannot report is still in the inventory, with a warning (as upstream).
-TEST(InventoryFakeNvmlWarningsTest, MemoryFailureBecomesAWarning) {
-  ScopedFakeNvmlEnv env(FakeNvmlNode("a100-sxm4-40gb-x8.json"));
-  ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL",
-                         "nvmlDeviceGetMemoryInfo_v2@3,nvmlDeviceGetMemoryInfo@3");
+// Discovers the inventory of `node` through the fake library, with `failures` in FAKE_NVML_FAIL.
+absl::StatusOr<Inventory> DiscoverNode(const std::string& node, const std::string& failures = "") {
+  ScopedFakeNvmlEnv env(FakeNvmlNode(node));
+  if (!failures.empty()) ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL", failures);
   auto nvml = nvml::LoadNvml({FakeNvmlLibrary()});
-  ASSERT_TRUE(nvml.ok()) << nvml.status();
-  ASSERT_TRUE((*nvml)->Init().ok());
+  if (!nvml.ok()) return nvml.status();
+  if (auto status = (*nvml)->Init(); !status.ok()) return status;
   auto inventory = DiscoverInventory(**nvml, FakeNvmlNode("a100-sysfs"));
   (void)(*nvml)->Shutdown();
+  return inventory;
+}
+
+// A GPU whose memory NVML cannot report is still in the inventory, with a warning (as upstream).
+TEST(InventoryFakeNvmlWarningsTest, MemoryFailureBecomesAWarning) {
+  auto inventory = DiscoverNode("a100-sxm4-40gb-x8.json",
+                                "nvmlDeviceGetMemoryInfo_v2@3,nvmlDeviceGetMemoryInfo@3");
   ASSERT_TRUE(inventory.ok()) << inventory.status();
   ASSERT_EQ(inventory->gpus.size(), 8u);
   EXPECT_EQ(inventory->gpus[3].memory_bytes, 0u);
@@ -94,12 +100,7 @@ TEST(InventoryFakeNvmlWarningsTest, MemoryFailureBecomesAWarning) {
 }
 
 TEST(InventoryFakeNvmlMigTest, MigModeReachesTheInventory) {
-  ScopedFakeNvmlEnv env(FakeNvmlNode("a100-40gb-x2-mig-on-gpu1.json"));
-  auto nvml = nvml::LoadNvml({FakeNvmlLibrary()});
-  ASSERT_TRUE(nvml.ok()) << nvml.status();
-  ASSERT_TRUE((*nvml)->Init().ok());
-  auto inventory = DiscoverInventory(**nvml, FakeNvmlNode("a100-sysfs"));
-  (void)(*nvml)->Shutdown();
+  auto inventory = DiscoverNode("a100-40gb-x2-mig-on-gpu1.json");
   ASSERT_TRUE(inventory.ok()) << inventory.status();
   ASSERT_EQ(inventory->gpus.size(), 2u);
   EXPECT_FALSE(inventory->gpus[0].mig_enabled);
