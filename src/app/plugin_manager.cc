@@ -233,7 +233,10 @@ void PluginManager::OnDirChange(const std::string& file, kubelet::DirWatcher::Ch
     // restarting its server. Anything else is served anew first.
     for (auto& [name, entry] : entries_) {
       if (entry.remove) continue;
-      if (entry.server && entry.server->SocketIsOurs() && !entry.needs_serve) {
+      // A serve already pending (kubelet's wipe removed our socket a moment ago) registers when it
+      // is done: asking for another would throw away the server being started, and a kubelet
+      // dialling back meanwhile would wait out its reconnect backoff.
+      if (entry.needs_serve || (entry.server && entry.server->SocketIsOurs())) {
         spdlog::info("{}: kubelet.sock was created; registering again", name);
         RequestRegister(entry);
       } else {
