@@ -15,9 +15,11 @@
 #include "app/plugin_manager.h"
 #include "device/inventory.h"
 #include "health/health_monitor.h"
+#include "ledger/book.h"
 #include "mps/control.h"
 #include "mps/process.h"
 #include "nvml/dl_nvml.h"
+#include "podresources/lister.h"
 #include "sharing/sharing.h"
 #include "spdlog/spdlog.h"
 
@@ -182,7 +184,18 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   }
   LogResources(*resources);
 
+  ledger::LedgerBook ledgers(
+      daemon_options.pod_resources_socket.empty()
+          ? nullptr
+          : podresources::MakeGrpcLister(daemon_options.pod_resources_socket),
+      daemon_options.pod_resources_socket, daemon_options.pod_resources_period);
+  if (daemon_options.pod_resources_socket.empty()) {
+    spdlog::info("--pod-resources-socket is empty: capacity shaping is off");
+  }
+  ledgers.Start();
+
   ManagerOptions options;
+  options.ledgers = &ledgers;
   options.kubelet_socket = config.flags.kubelet_socket;
   options.response = ResponseOptionsFrom(config);
   options.gate_mps_resources = true;
@@ -242,6 +255,7 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   monitor.Stop();
   gates.Sync({}, std::nullopt);
   manager.Stop();
+  ledgers.Stop();
   (*nvml)->Shutdown().IgnoreError();
   spdlog::info("stopped");
   return 0;

@@ -20,6 +20,11 @@ struct DaemonOptions {
   std::string mps_control_binary;
   // How often a ready MPS daemon is probed again (--mps-probe-period).
   absl::Duration mps_probe_period = absl::Seconds(10);
+  // Kubelet's PodResources socket (--pod-resources-socket), read to see which containers hold
+  // which shares; empty: not used (capacity shaping off).
+  std::string pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
+  // How often it is read when nothing else asks (--pod-resources-period).
+  absl::Duration pod_resources_period = absl::Seconds(5);
 };
 
 // Blocks the daemon's signals in the calling thread (and so in every thread it starts later);

@@ -40,6 +40,23 @@ int main(int argc, char** argv) {
       ->envname("MPS_PROBE_PERIOD")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cli.add_option("--pod-resources-socket", daemon_options.pod_resources_socket,
+                 "kubelet's PodResources socket, read to see which containers hold which shares "
+                 "(capacity shaping, MPS client cap); empty: not used")
+      ->envname("POD_RESOURCES_SOCKET")
+      ->capture_default_str();
+  std::string pod_resources_period = "5s";
+  cli.add_option("--pod-resources-period", pod_resources_period,
+                 "how often the PodResources socket is read for releases, e.g. 5s, 500ms")
+      ->envname("POD_RESOURCES_PERIOD")
+      ->check([](const std::string& text) -> std::string {
+        absl::Duration d;
+        if (!absl::ParseDuration(text, &d) || d <= absl::ZeroDuration()) {
+          return "must be a positive duration such as 5s or 500ms; got \"" + text + "\"";
+        }
+        return "";
+      })
+      ->capture_default_str();
   // Upstream's --version: prints "nvidia-device-plugin <version>" and exits 0.
   cli.set_version_flag("--version",
                        std::string("nvidia-device-plugin ") + nvdp::config::kPluginVersion);
@@ -57,5 +74,6 @@ int main(int argc, char** argv) {
   });
   if (validate->parsed()) return nvdp::app::RunValidate(flags, env);
   daemon_options.mps_probe_period = absl::Seconds(probe_period_s);
+  absl::ParseDuration(pod_resources_period, &daemon_options.pod_resources_period);
   return nvdp::app::RunDaemon(flags, env, daemon_options);
 }

@@ -10,11 +10,16 @@
 namespace nvdp::app {
 namespace {
 
+bool KeepsLedger(const sharing::ResourceSpec& spec) {
+  return spec.mode == sharing::Mode::kMps && spec.per_container_limits;
+}
+
 bool SameResource(const sharing::ResourceSpec& a, const sharing::ResourceSpec& b) {
   if (a.name != b.name || a.mode != b.mode || a.replicas != b.replicas ||
       a.fail_requests_greater_than_one != b.fail_requests_greater_than_one ||
       a.per_container_limits != b.per_container_limits || a.memory_limit != b.memory_limit ||
-      a.policy != b.policy || a.gpus.size() != b.gpus.size()) {
+      a.policy != b.policy || a.capacity_shaping != b.capacity_shaping ||
+      a.gpus.size() != b.gpus.size()) {
     return false;
   }
   for (size_t i = 0; i < a.gpus.size(); ++i) {
@@ -55,12 +60,20 @@ std::string PluginDirFor(const ManagerOptions& options) {
 PluginManager::PluginManager(ManagerOptions options)
     : plugin_dir_(PluginDirFor(options)),
       kubelet_socket_name_(std::filesystem::path(options.kubelet_socket).filename().string()),
+      ledgers_(options.ledgers),
       options_(std::move(options)) {}
 
 PluginManager::~PluginManager() { Stop(); }
 
 std::string PluginManager::SocketPath(const sharing::ResourceSpec& spec) const {
   return absl::StrCat(plugin_dir_, "/", plugin::SocketNameFor(spec));
+}
+
+plugin::Accounting PluginManager::AccountingFor(const sharing::ResourceSpec& spec) const {
+  if (ledgers_ == nullptr || !KeepsLedger(spec)) return {};
+  ledger::LedgerBook* book = ledgers_;
+  return {book->For(spec), [book] { book->RefreshNow().IgnoreError(); },
+          [book] { book->RefreshSoon(); }};
 }
 
 bool PluginManager::EnsureWatcher() {
@@ -112,9 +125,10 @@ void PluginManager::Update(std::vector<sharing::ResourceSpec> resources,
   absl::MutexLock lock(&mu_);
   const bool response_changed = !SameResponseOptions(options_.response, response);
   options_.response = std::move(response);
-  std::set<std::string> wanted;
+  std::set<std::string> wanted, with_ledger;
   for (auto& spec : resources) {
     wanted.insert(spec.name);
+    if (KeepsLedger(spec)) with_ledger.insert(spec.name);
     auto it = entries_.find(spec.name);
     if (it != entries_.end() && !it->second.remove && !response_changed &&
         SameResource(it->second.spec, spec)) {
@@ -136,6 +150,7 @@ void PluginManager::Update(std::vector<sharing::ResourceSpec> resources,
     it->second.serve_requests++;
     RequestRegister(it->second);
   }
+  if (ledgers_ != nullptr) ledgers_->Retain(with_ledger);
   for (auto& [name, entry] : entries_) {
     if (!wanted.contains(name) && !entry.remove) {
       spdlog::info("{}: no longer configured; stopping it", name);
@@ -343,7 +358,8 @@ void PluginManager::Work(const std::string& name) {
     return;
   }
   if (serve) {
-    auto server = std::make_unique<plugin::DevicePluginServer>(spec, response, SocketPath(spec));
+    auto server = std::make_unique<plugin::DevicePluginServer>(spec, response, SocketPath(spec),
+                                                               AccountingFor(spec));
     if (auto status = server->Start(); !status.ok()) {
       if (status.code() == absl::StatusCode::kAlreadyExists) {
         // Another live instance serves our socket. Its exit removes the socket, which the watcher
@@ -414,6 +430,8 @@ void PluginManager::Work(const std::string& name) {
       entry.backoff = options_.initial_backoff;
       spdlog::info("{}: registered with kubelet ({} device(s))", name,
                    sharing::AdvertisedDevices(spec).size());
+      // A new kubelet may have changed what is held (its checkpoint survives restarts).
+      if (ledgers_ != nullptr) ledgers_->RefreshSoon();
       return;
     }
     if (status.code() == absl::StatusCode::kCancelled) return;  // whoever cancelled asked again

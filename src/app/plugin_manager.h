@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "kubelet/dir_watcher.h"
 #include "kubelet/registrar.h"
+#include "ledger/book.h"
 #include "plugin/device_plugin_server.h"
 #include "sharing/sharing.h"
 
@@ -46,6 +47,9 @@ struct ManagerOptions {
   // MPS resources are served only once SetResourceReady(name, true) was called (their control
   // daemon answered). Off: served at once.
   bool gate_mps_resources = false;
+  // Ledgers for per-container MPS resources (capacity shaping, client cap, init-container reuse);
+  // null: none. Not owned; must outlive the manager.
+  ledger::LedgerBook* ledgers = nullptr;
   absl::Duration initial_backoff = absl::Milliseconds(5);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration register_timeout = absl::Seconds(10);
@@ -103,9 +107,11 @@ class PluginManager {
   void OnDirChange(const std::string& file, kubelet::DirWatcher::Change change);
   void ApplyHealth(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SocketPath(const sharing::ResourceSpec& spec) const;
+  plugin::Accounting AccountingFor(const sharing::ResourceSpec& spec) const;
 
   const std::string plugin_dir_;
   const std::string kubelet_socket_name_;
+  ledger::LedgerBook* const ledgers_;
 
   mutable absl::Mutex mu_;
   ManagerOptions options_ ABSL_GUARDED_BY(mu_);

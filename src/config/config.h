@@ -116,6 +116,11 @@ struct MpsSharing : ReplicatedResources {
   // so an existing upstream config keeps its isolation. `true` turns on flexible MPS.
   bool per_container_limits = false;
   MemoryLimit memory_limit = MemoryLimit::kProportional;  // ours
+  // Ours, per-container limits only. Report as Healthy only the free shares every valid request can
+  // use (whole free GPUs and the largest partial hole), so that the scheduler's count never sends a
+  // pod that does not fit. Needs kubelet's PodResources socket; without it the plugin runs
+  // unshaped.
+  bool capacity_shaping = true;
 };
 
 struct Sharing {
@@ -138,8 +143,9 @@ inline constexpr char kVersion[] = "v1";
 inline constexpr int kMinReplicas = 2;
 // Uniform MPS (perContainerLimits: false): every replica is one MPS client, and
 // MPS serves at most 48 clients per GPU on Volta and later. (Pre-Volta GPUs
-// serve 16; that is not checked yet.)
+// serve 16; BuildResources checks that against the inventory.)
 inline constexpr int kMaxMpsClients = 48;
+inline constexpr int kMaxMpsClientsPreVolta = 16;
 // Time-slicing replicas and per-container MPS shares per GPU. Keeps
 // ListAndWatch small (8 GPUs x 1024 IDs is about 0.6 MB, well below gRPC's 4
 // MiB message limit).

@@ -609,7 +609,7 @@ class Parser {
         mps != nullptr
             ? MapReader(*this, node, path,
                         {.known = {"renameByDefault", "failRequestsGreaterThanOne", "resources",
-                                   "perContainerLimits", "memoryLimit"}})
+                                   "perContainerLimits", "memoryLimit", "capacityShaping"}})
             : MapReader(*this, node, path,
                         {.known = {"renameByDefault", "failRequestsGreaterThanOne", "resources"}});
     if (auto n = m.Get("renameByDefault")) {
@@ -628,6 +628,9 @@ class Parser {
         if (auto v = Enum(*n, m.PathOf("memoryLimit"), &ParseMemoryLimit, kMemoryLimits)) {
           mps->memory_limit = *v;
         }
+      }
+      if (auto n = m.Get("capacityShaping")) {
+        if (auto v = Bool(*n, m.PathOf("capacityShaping"))) mps->capacity_shaping = *v;
       }
     }
     const std::string list_path = m.PathOf("resources");

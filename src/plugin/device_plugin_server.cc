@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "rpc/unix_channel.h"
+#include "sharing/capacity.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::plugin {
@@ -167,10 +168,18 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
       grpc::CallbackServerContext* context, const v1beta1::PreferredAllocationRequest* request,
       v1beta1::PreferredAllocationResponse* response) override {
     const auto& spec = owner_->spec_;
+    const auto& ledger = owner_->accounting_.ledger;
     for (const auto& container : request->container_requests()) {
-      auto picked = sharing::PreferredAllocation(spec, ToVector(container.available_deviceids()),
-                                                 ToVector(container.must_include_deviceids()),
-                                                 container.allocation_size());
+      const auto available = ToVector(container.available_deviceids());
+      const auto must_include = ToVector(container.must_include_deviceids());
+      sharing::PreferenceHints hints;
+      if (ledger) {
+        // What kubelet offers is free right now: the freshest view of releases there is.
+        ledger->RecordAvailable(available, must_include);
+        hints.gpu_at_client_cap = ledger->GpusAtClientCap();
+      }
+      auto picked = sharing::PreferredAllocation(spec, available, must_include,
+                                                 container.allocation_size(), hints);
       if (!picked.ok()) {
         spdlog::warn("{}: GetPreferredAllocation refused: {}", spec.name,
                      std::string(picked.status().message()));
@@ -191,16 +200,30 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
                   grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                absl::StrCat(spec.name, ": Allocate request names no containers")));
     }
+    const auto& ledger = owner_->accounting_.ledger;
+    std::vector<std::vector<std::string>> granted;
     for (const auto& container : request->container_requests()) {
       auto ids = ToVector(container.devices_ids());
-      auto grant = sharing::GrantContainer(spec, ids);
-      if (!grant.ok()) {
-        spdlog::warn("{}: Allocate refused: {}", spec.name, std::string(grant.status().message()));
-        return Done(context, ToGrpc(grant.status()));
+      sharing::GrantOptions options;
+      options.reuses_held_ids = ledger != nullptr && ledger->AllHeld(ids);
+      auto grant = sharing::GrantContainer(spec, ids, options);
+      absl::Status status = grant.status();
+      if (status.ok() && !options.reuses_held_ids) {
+        status = owner_->CheckClientCap(*grant, ids.size());
+      }
+      if (!status.ok()) {
+        spdlog::warn("{}: Allocate refused: {}", spec.name, std::string(status.message()));
+        return Done(context, ToGrpc(status));
       }
       *response->add_container_responses() = BuildContainerResponse(spec, *grant, owner_->options_);
-      spdlog::info("{}: allocated {} device ID(s) on {} GPU(s)", spec.name, ids.size(),
-                   grant->gpus.size());
+      spdlog::info("{}: allocated {} device ID(s) on {} GPU(s){}", spec.name, ids.size(),
+                   grant->gpus.size(),
+                   options.reuses_held_ids ? " (reused from the pod's init containers)" : "");
+      granted.push_back(std::move(ids));
+    }
+    if (ledger) {
+      for (const auto& ids : granted) ledger->RecordAllocate(ids);
+      if (owner_->accounting_.refresh_soon) owner_->accounting_.refresh_soon();
     }
     return Done(context, grpc::Status::OK);
   }
@@ -223,14 +246,65 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
 };
 
 DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options,
-                                       std::string socket_path)
+                                       std::string socket_path, Accounting accounting)
     : spec_(std::move(spec)),
       options_(std::move(options)),
       socket_path_(std::move(socket_path)),
       devices_(sharing::AdvertisedDevices(spec_)),
+      accounting_(std::move(accounting)),
+      shaping_(accounting_.ledger != nullptr && spec_.mode == sharing::Mode::kMps &&
+               spec_.per_container_limits && spec_.capacity_shaping),
       service_(std::make_unique<Service>(this)) {
   absl::MutexLock lock(&mu_);
+  shown_.assign(devices_.size(), 1);
+  ReshapeLocked();
   device_list_ = BuildDeviceListLocked();
+}
+
+bool DevicePluginServer::ReshapeLocked() {
+  if (!shaping_) return false;
+  std::vector<char> shown(devices_.size(), 1);
+  // Until PodResources answered, releases are not seen: run unshaped rather than on a guess.
+  if (accounting_.ledger->Listed()) {
+    std::vector<char> usable(spec_.gpus.size(), 1);
+    for (size_t g = 0; g < spec_.gpus.size(); ++g) {
+      usable[g] = unhealthy_gpus_.contains(spec_.gpus[g].uuid) ? 0 : 1;
+    }
+    shown = sharing::ShapeCapacity(spec_, accounting_.ledger->Occupancy(), usable);
+  }
+  if (shown == shown_) return false;
+  shown_ = std::move(shown);
+  return true;
+}
+
+void DevicePluginServer::Reshape() {
+  absl::MutexLock lock(&mu_);
+  if (ReshapeLocked()) NotifyWatchers();
+}
+
+absl::Status DevicePluginServer::CheckClientCap(const sharing::Grant& grant, size_t share_count) {
+  const auto& ledger = accounting_.ledger;
+  // Only a request below one GPU joins a GPU that others use; whole GPUs were free.
+  if (!ledger || grant.gpus.size() != 1 || !grant.mps_limits ||
+      share_count >= static_cast<size_t>(spec_.replicas)) {
+    return absl::OkStatus();
+  }
+  size_t gpu = 0;
+  while (gpu < spec_.gpus.size() && spec_.gpus[gpu].uuid != grant.gpus[0].uuid) ++gpu;
+  auto at_cap = [&] {
+    const auto full = ledger->GpusAtClientCap();
+    return gpu < full.size() && full[gpu] != 0;
+  };
+  if (!at_cap()) return absl::OkStatus();
+  // A container that left since the last refresh may be what fills the GPU: look again first.
+  if (accounting_.refresh_now) accounting_.refresh_now();
+  if (!at_cap()) return absl::OkStatus();
+  const int cap = sharing::MpsClientCap(spec_.gpus[gpu]);
+  return absl::ResourceExhaustedError(
+      absl::StrCat(spec_.name, ": ", spec_.gpus[gpu].uuid, " already serves ", cap,
+                   " MPS clients, the most its MPS server accepts (",
+                   cap == sharing::kMpsClientCapVolta ? "Volta and later" : "before Volta",
+                   "); another container there would fail to start"));
 }
 
 absl::Status DevicePluginServer::ClearSocketPath() const {
@@ -266,6 +340,10 @@ DevicePluginServer::~DevicePluginServer() { Stop(); }
 
 absl::Status DevicePluginServer::Start() {
   if (server_) return absl::FailedPreconditionError("already started");
+  if (accounting_.ledger) {
+    accounting_.ledger->SetOnChange([this] { Reshape(); });
+    Reshape();  // the ledger may have changed since construction
+  }
   if (socket_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long (", socket_path_.size(),
                                                    " bytes, limit 107): ", socket_path_));
@@ -306,6 +384,8 @@ absl::Status DevicePluginServer::Start() {
 }
 
 void DevicePluginServer::Stop() {
+  // Not under mu_: a running callback takes it.
+  if (accounting_.ledger) accounting_.ledger->SetOnChange(nullptr);
   if (!server_) return;
   {
     absl::MutexLock lock(&mu_);
@@ -329,7 +409,10 @@ void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy
   absl::MutexLock lock(&mu_);
   bool changed =
       healthy ? unhealthy_gpus_.erase(gpu_uuid) > 0 : unhealthy_gpus_.insert(gpu_uuid).second;
-  if (changed) NotifyWatchers();
+  if (changed) {
+    ReshapeLocked();  // the largest hole may move
+    NotifyWatchers();
+  }
 }
 
 void DevicePluginServer::SetResourceAvailable(bool available) {
@@ -352,10 +435,12 @@ size_t DevicePluginServer::StreamCount() const {
 DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() const {
   auto response = std::make_shared<v1beta1::ListAndWatchResponse>();
   response->mutable_devices()->Reserve(static_cast<int>(devices_.size()));
-  for (const auto& device : devices_) {
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const auto& device = devices_[i];
     auto* out = response->add_devices();
     out->set_id(device.id);
-    bool healthy = resource_available_ && !unhealthy_gpus_.contains(device.gpu_uuid);
+    bool healthy =
+        resource_available_ && shown_[i] != 0 && !unhealthy_gpus_.contains(device.gpu_uuid);
     out->set_health(healthy ? kHealthy : kUnhealthy);
     if (device.numa_node) out->mutable_topology()->add_nodes()->set_id(*device.numa_node);
   }

@@ -13,6 +13,14 @@
 // kubelet's restarts are recognised by its socket (see app::PluginManager), never by a stream.
 // The socket is created 0600 (kubelet runs as root).
 //
+// Per-container MPS resources may come with a ledger (ledger/ledger.h) of who holds what. The
+// server then records every grant and every `available` kubelet offers in it, lets GetPreferred-
+// Allocation pass over GPUs at the MPS client cap, grants an app container the IDs it reuses from
+// its init containers (sharing::GrantOptions), refuses a client beyond the cap, and, with
+// capacity shaping on and the ledger fed by PodResources, reports Healthy only the free shares
+// that every valid request can use (sharing::ShapeCapacity), re-sending the list when that changes.
+// Shaping never hides an allocated share; real faults still mark everything.
+//
 // Lifecycle: Start() (serves, and checks that it can be dialled) -> Stop(). One Start per object;
 // to serve again after a kubelet restart, build a new server. Thread-safety: every public method
 // may be called from any thread; gRPC callbacks run on gRPC's threads.
@@ -31,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
+#include "ledger/ledger.h"
 #include "plugin/allocate_response.h"
 #include "sharing/sharing.h"
 
@@ -53,9 +62,20 @@ std::string SocketNameFor(const sharing::ResourceSpec& spec);
 // (about 0.6 MB at 8,192 IDs), so the cap bounds that memory to about 40 MB.
 inline constexpr size_t kMaxStreams = 64;
 
+// What the server may consult beyond kubelet's requests. All optional.
+struct Accounting {
+  std::shared_ptr<ledger::Ledger> ledger;
+  // Re-reads PodResources at once (blocking, bounded); before a refusal for the client cap, which
+  // a container that left since the last refresh may have caused.
+  std::function<void()> refresh_now;
+  // Asks for a PodResources refresh soon; after every Allocate.
+  std::function<void()> refresh_soon;
+};
+
 class DevicePluginServer {
  public:
-  DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options, std::string socket_path);
+  DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options, std::string socket_path,
+                     Accounting accounting = {});
   ~DevicePluginServer();
 
   DevicePluginServer(const DevicePluginServer&) = delete;
@@ -74,6 +94,10 @@ class DevicePluginServer {
   // (e.g. its MPS daemon is down). A device is healthy only if both allow it. Changes are streamed.
   void SetGpuHealthy(const std::string& gpu_uuid, bool healthy);
   void SetResourceAvailable(bool available);
+
+  // Recomputes capacity shaping from the ledger and re-sends the list if it changed. Called by the
+  // ledger on every change; a no-op without a ledger.
+  void Reshape();
 
   // True while the socket file at socket_path() is the one this server bound (kubelet restarts
   // delete it; a new file of the same name is someone else's).
@@ -100,16 +124,26 @@ class DevicePluginServer {
   void RemoveWatcher(ListAndWatchReactor* reactor);  // idempotent
   DeviceListPtr BuildDeviceListLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Updates shown_ from the ledger; true when it changed.
+  bool ReshapeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Allocate's checks beyond the allocation rules: an error for a new MPS client on a GPU at the
+  // cap.
+  absl::Status CheckClientCap(const sharing::Grant& grant, size_t share_count);
   absl::Status ClearSocketPath() const;
 
   const sharing::ResourceSpec spec_;
   const ResponseOptions options_;
   const std::string socket_path_;
   const std::vector<sharing::AdvertisedDevice> devices_;
+  const Accounting accounting_;
+  // Shaping applies: per-container MPS with capacity_shaping and a ledger.
+  const bool shaping_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
   bool resource_available_ ABSL_GUARDED_BY(mu_) = true;
+  // Per device (devices_ order): 0 when capacity shaping hides it.
+  std::vector<char> shown_ ABSL_GUARDED_BY(mu_);
   DeviceListPtr device_list_ ABSL_GUARDED_BY(mu_);  // rebuilt on every health change
   std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -17,8 +17,35 @@ namespace {
 
 using internal::Slot;
 
-absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
-                                           const std::vector<Slot>& slots) {
+// A reused set of any shape: per-GPU limits (GrantOptions). `order` and `count` as below.
+Grant ReusedSetGrant(const ResourceSpec& spec, std::vector<int> order,
+                     const std::vector<int64_t>& count) {
+  const int64_t n = spec.replicas;
+  const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return spec.gpus[static_cast<size_t>(a)].index < spec.gpus[static_cast<size_t>(b)].index;
+  });
+  Grant grant;
+  MpsLimits limits;
+  int64_t largest = 0;
+  std::vector<std::string> memory;
+  for (size_t ordinal = 0; ordinal < order.size(); ++ordinal) {
+    const device::Gpu& gpu = spec.gpus[static_cast<size_t>(order[ordinal])];
+    const int64_t c = count[static_cast<size_t>(order[ordinal])];
+    largest = std::max(largest, c);
+    grant.gpus.push_back(gpu);
+    if (gpu.memory_bytes > 0) {
+      memory.push_back(absl::StrCat(ordinal, "=", internal::ShareMiB(gpu.memory_bytes, c, n), "M"));
+    }
+  }
+  limits.active_thread_percentage = static_cast<int>(std::max<int64_t>(1, 100 * largest / n));
+  if (proportional && !memory.empty()) limits.pinned_mem_limit = absl::StrJoin(memory, ",");
+  grant.mps_limits = limits;
+  return grant;
+}
+
+absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec, const std::vector<Slot>& slots,
+                                           bool reused) {
   const auto k = static_cast<int64_t>(slots.size());
   const int64_t n = spec.replicas;
   // Shares per GPU, GPUs in order of first appearance.
@@ -31,6 +58,13 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
     return spec.gpus[static_cast<size_t>(g)];
   };
   const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
+
+  if (reused) {
+    const bool whole = k % n == 0 && std::all_of(order.begin(), order.end(), [&](int g) {
+                         return count[static_cast<size_t>(g)] == n;
+                       });
+    if (order.size() > 1 && !whole) return ReusedSetGrant(spec, std::move(order), count);
+  }
 
   Grant grant;
   MpsLimits limits;
@@ -85,7 +119,8 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec,
 }  // namespace
 
 absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
-                                     const std::vector<std::string>& device_ids) {
+                                     const std::vector<std::string>& device_ids,
+                                     const GrantOptions& options) {
   if (device_ids.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(spec.name, ": empty allocation request"));
   }
@@ -148,7 +183,7 @@ absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
     for (Slot s : slots) grant.gpus.push_back(spec.gpus[static_cast<size_t>(s.gpu)]);
     return grant;
   }
-  return PerContainerMpsGrant(spec, slots);
+  return PerContainerMpsGrant(spec, slots, options.reuses_held_ids);
 }
 
 }  // namespace nvdp::sharing

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "sharing/capacity.h"
 #include "sharing/internal.h"
 #include "sharing/sharing.h"
 
@@ -186,7 +187,8 @@ void AppendFreeShares(const ResourceSpec& spec, const Request& req, int gpu, siz
 }
 
 absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spec,
-                                                         const Request& req, int size) {
+                                                         const Request& req, int size,
+                                                         const PreferenceHints& hints) {
   const int64_t k = size;
   const int64_t n = spec.replicas;
   auto uuid_of = [&](int g) -> const std::string& {
@@ -204,9 +206,17 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spe
     }
     int best = -1;
     int most = 0;
+    int fits_at_cap = -1;  // a GPU with room whose MPS server takes no more clients
     for (int g = 0; g < static_cast<int>(spec.gpus.size()); ++g) {
       if (!req.must_gpus.empty() && g != req.must_gpus.front()) continue;
       const int have = req.free_count[static_cast<size_t>(g)];
+      const bool at_cap = req.must_gpus.empty() &&
+                          static_cast<size_t>(g) < hints.gpu_at_client_cap.size() &&
+                          hints.gpu_at_client_cap[static_cast<size_t>(g)] != 0;
+      if (at_cap) {
+        if (have >= k && fits_at_cap < 0) fits_at_cap = g;
+        continue;
+      }
       most = std::max(most, have);
       if (have < k) continue;
       if (best < 0 || have < req.free_count[static_cast<size_t>(best)] ||
@@ -220,6 +230,13 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spe
         return absl::ResourceExhaustedError(absl::StrCat(
             spec.name, ": no single GPU has ", k, " free shares including the required ones; ",
             uuid_of(req.must_gpus.front()), ", which holds them, has ", most, " free"));
+      }
+      if (fits_at_cap >= 0) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            spec.name, ": no GPU can take another MPS client for a request of ", k,
+            " shares: ", uuid_of(fits_at_cap), " has room but its MPS server already serves ",
+            MpsClientCap(spec.gpus[static_cast<size_t>(fits_at_cap)]),
+            " clients, the most it accepts; the most free on a GPU below the cap is ", most));
       }
       return absl::ResourceExhaustedError(absl::StrCat(spec.name, ": no single GPU has ", k,
                                                        " free shares; the most free on one GPU is ",
@@ -331,14 +348,15 @@ std::vector<std::string> Exclusive(const ResourceSpec& spec, const Request& req,
 
 absl::StatusOr<std::vector<std::string>> PreferredAllocation(
     const ResourceSpec& spec, const std::vector<std::string>& available,
-    const std::vector<std::string>& must_include, int allocation_size) {
+    const std::vector<std::string>& must_include, int allocation_size,
+    const PreferenceHints& hints) {
   auto req = ReadRequest(spec, available, must_include, allocation_size);
   if (!req.ok()) return req.status();
   if (spec.mode == Mode::kExclusive) return Exclusive(spec, *req, allocation_size);
   if (spec.fail_requests_greater_than_one && allocation_size > 1) {
     return internal::TooManyError(spec, static_cast<size_t>(allocation_size));
   }
-  if (internal::PerContainerMps(spec)) return PerContainerMps(spec, *req, allocation_size);
+  if (internal::PerContainerMps(spec)) return PerContainerMps(spec, *req, allocation_size, hints);
   return Greedy(spec, *req, allocation_size);
 }
 

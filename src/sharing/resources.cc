@@ -87,6 +87,7 @@ struct Kind {
   bool per_container_limits = false;
   config::MemoryLimit memory_limit = config::MemoryLimit::kProportional;
   config::AllocationPolicy policy = config::AllocationPolicy::kDistributed;
+  bool capacity_shaping = false;
   // For messages: "resources.gpus" or "sharing.mps.resources[0]".
   std::string origin;
 
@@ -94,7 +95,7 @@ struct Kind {
     return mode == o.mode && replicas == o.replicas &&
            fail_requests_greater_than_one == o.fail_requests_greater_than_one &&
            per_container_limits == o.per_container_limits && memory_limit == o.memory_limit &&
-           policy == o.policy;
+           policy == o.policy && capacity_shaping == o.capacity_shaping;
   }
   std::string Summary() const {
     if (mode == Mode::kExclusive) return "unshared";
@@ -263,6 +264,7 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
   mps.fail_requests_greater_than_one =
       sharing.mps.fail_requests_greater_than_one.value_or(!sharing.mps.per_container_limits);
   mps.memory_limit = sharing.mps.memory_limit;
+  mps.capacity_shaping = sharing.mps.per_container_limits && sharing.mps.capacity_shaping;
   mps.policy = policy;
   if (auto s = ApplySharing(sharing.mps, mps, "sharing.mps", inventory, placements); !s.ok()) {
     return s;
@@ -295,6 +297,21 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
     auto& [kind, gpus] = entry;
     std::stable_sort(gpus.begin(), gpus.end(),
                      [](const device::Gpu& a, const device::Gpu& b) { return a.index < b.index; });
+    // Uniform MPS: every replica is one MPS client, and pre-Volta GPUs serve only 16 (validation
+    // checked the 48 of newer ones without the inventory).
+    if (kind.mode == Mode::kMps && !kind.per_container_limits &&
+        kind.replicas > config::kMaxMpsClientsPreVolta) {
+      for (const device::Gpu& gpu : gpus) {
+        if (gpu.cc_major > 0 && gpu.cc_major < 7) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(kind.origin, ".replicas: ", kind.replicas, ": must be at most ",
+                           config::kMaxMpsClientsPreVolta, " with perContainerLimits: false on ",
+                           Describe(gpu), " (compute capability ", gpu.cc_major, ".", gpu.cc_minor,
+                           "): each replica is an MPS client, and MPS serves at most ",
+                           config::kMaxMpsClientsPreVolta, " per GPU before Volta"));
+        }
+      }
+    }
     ResourceSpec spec;
     spec.name = name;
     spec.mode = kind.mode;
@@ -304,6 +321,7 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
     spec.per_container_limits = kind.per_container_limits;
     spec.memory_limit = kind.memory_limit;
     spec.policy = kind.policy;
+    spec.capacity_shaping = kind.capacity_shaping;
     out.push_back(std::move(spec));
   }
   return out;

@@ -48,6 +48,9 @@ struct ResourceSpec {
   config::MemoryLimit memory_limit = config::MemoryLimit::kProportional;
   // Time-slicing and uniform MPS.
   config::AllocationPolicy policy = config::AllocationPolicy::kDistributed;
+  // Per-container MPS only: advertise only the free shares any valid request can use
+  // (capacity.h).
+  bool capacity_shaping = false;
 
   // The part of `name` after "nvidia.com/" (used in socket names and MPS
   // paths).
@@ -80,9 +83,18 @@ std::vector<AdvertisedDevice> AdvertisedDevices(const ResourceSpec& spec);
 // shares, whole free GPUs for multiples, an error when nothing can hold the
 // request. Time-slicing and uniform MPS: upstream's distributed/packed greedy
 // pick. Exclusive: must_include first, then GPUs on the same NUMA node.
+//
+// `hints` carry what the plugin knows beyond kubelet's request (they never make an unavailable ID
+// eligible): GPUs whose MPS server already serves as many clients as it accepts are passed over
+// for requests below one GPU.
+struct PreferenceHints {
+  // Per GPU position in spec.gpus; empty: no GPU is at the cap.
+  std::vector<char> gpu_at_client_cap;
+};
 absl::StatusOr<std::vector<std::string>> PreferredAllocation(
     const ResourceSpec& spec, const std::vector<std::string>& available,
-    const std::vector<std::string>& must_include, int allocation_size);
+    const std::vector<std::string>& must_include, int allocation_size,
+    const PreferenceHints& hints = {});
 
 struct MpsLimits {
   // CUDA_MPS_ACTIVE_THREAD_PERCENTAGE
@@ -99,11 +111,27 @@ struct Grant {
   std::optional<MpsLimits> mps_limits;
 };
 
+struct GrantOptions {
+  // Every ID is already held by an earlier container of the same pod. Kubelet gives an app
+  // container IDs out of its init containers' set, at random and without asking
+  // PreferredAllocation, whenever that set covers the request (init 200 / app 80 can get 80 IDs
+  // spread over two GPUs). Under per-container MPS such a set is granted per GPU whatever its shape
+  // (see GrantContainer); otherwise it must follow the allocation rules like any other.
+  bool reuses_held_ids = false;
+};
+
 // Allocate for one container: validates the IDs against the resource and the
 // allocation rules (never trusting that kubelet followed PreferredAllocation)
 // and returns the grant.
+//
+// Per-container MPS, a reused set (GrantOptions) that is neither on one GPU nor whole GPUs: the
+// container sees each GPU it holds shares of (by index order), pinned memory of each is
+// floor(total * c_g / n), and the one thread percentage CUDA takes for all of a client's GPUs is
+// that of its largest holding, max(1, floor(100 * max c_g / n)). The rest of those GPUs is held by
+// the same pod's init container for the pod's whole life, so no other pod is squeezed.
 absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
-                                     const std::vector<std::string>& device_ids);
+                                     const std::vector<std::string>& device_ids,
+                                     const GrantOptions& options = {});
 
 // Builds every resource this node advertises from the config and the
 // inventory: unshared GPUs under their `resources.gpus` names, shared ones

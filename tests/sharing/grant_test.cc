@@ -40,6 +40,47 @@ TEST(GrantPerContainerMps, SharesNeedNotBeContiguousOrSorted) {
   EXPECT_EQ(grant->mps_limits->pinned_mem_limit, "0=1228M");  // 1228.8
 }
 
+// Kubelet hands an app container IDs out of its init containers' set at random (init 200 / app
+// 80 can give 43 + 37 on two GPUs); Allocate grants them per GPU.
+TEST(GrantPerContainerMps, ReusedSetSpanningGpusIsGrantedPerGpu) {
+  const auto ids = Concat(Shares(4, 0, 37), Shares(2, 10, 53));
+  EXPECT_FALSE(GrantContainer(testing::MpsSpec(), ids).ok()) << "not a reuse: the rules hold";
+  auto grant = GrantContainer(testing::MpsSpec(), ids, {.reuses_held_ids = true});
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_THAT(Indices(*grant), ElementsAre(2u, 4u));
+  ASSERT_TRUE(grant->mps_limits);
+  EXPECT_EQ(grant->mps_limits->active_thread_percentage, 43);
+  EXPECT_EQ(grant->mps_limits->pinned_mem_limit, "0=17612M,1=15155M");  // 43% and 37% of 40 GiB
+}
+
+TEST(GrantPerContainerMps, ReusedUnevenSetAboveOneGpu) {
+  // init 200 / app 150.
+  const auto ids = Concat(Shares(0, 0, 100), Shares(1, 0, 50));
+  auto grant = GrantContainer(testing::MpsSpec(), ids, {.reuses_held_ids = true});
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_THAT(Indices(*grant), ElementsAre(0u, 1u));
+  EXPECT_EQ(grant->mps_limits->active_thread_percentage, 100);
+  EXPECT_EQ(grant->mps_limits->pinned_mem_limit, "0=40960M,1=20480M");
+}
+
+TEST(GrantPerContainerMps, ReusedSetOfValidShapeGetsTheUsualLimits) {
+  auto one_gpu = GrantContainer(testing::MpsSpec(), Shares(3, 10, 50), {.reuses_held_ids = true});
+  ASSERT_TRUE(one_gpu.ok());
+  EXPECT_EQ(one_gpu->mps_limits->active_thread_percentage, 40);
+  EXPECT_EQ(one_gpu->mps_limits->pinned_mem_limit, "0=16384M");
+  auto whole = GrantContainer(testing::MpsSpec(), Concat(Shares(5, 0, 100), Shares(1, 0, 100)),
+                              {.reuses_held_ids = true});
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->mps_limits->pinned_mem_limit, "0=40960M,1=40960M");
+}
+
+TEST(GrantPerContainerMps, ReuseDoesNotExcuseDuplicatesOrUnknownIds) {
+  EXPECT_FALSE(
+      GrantContainer(testing::MpsSpec(), {Share(0, 1), Share(0, 1)}, {.reuses_held_ids = true})
+          .ok());
+  EXPECT_FALSE(GrantContainer(testing::MpsSpec(), {"GPU-x::1"}, {.reuses_held_ids = true}).ok());
+}
+
 TEST(GrantPerContainerMps, WholeGpu) {
   auto grant = GrantContainer(testing::MpsSpec(), Shares(6, 0, 100));
   ASSERT_TRUE(grant.ok()) << grant.status();

@@ -111,6 +111,29 @@ TEST(PreferredPerContainerMps, BestFitWithTiesToLowestIndex) {
   EXPECT_EQ(*seven, Shares(0, 0, 7));
 }
 
+TEST(PreferredPerContainerMps, PassesOverGpusAtTheMpsClientCap) {
+  const ResourceSpec spec = testing::MpsSpec(10, 4);
+  // free: GPU 0: 10, GPU 1: 4, GPU 2: 6, GPU 3: 6; GPU 1 and 2 serve as many clients as MPS takes.
+  auto available =
+      Concat(Concat(Shares(0, 0, 10), Shares(1, 6, 10)), Concat(Shares(2, 4, 10), Shares(3, 0, 6)));
+  PreferenceHints hints{.gpu_at_client_cap = {0, 1, 1, 0}};
+  auto three = PreferredAllocation(spec, available, {}, 3, hints);
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(*three, Shares(3, 0, 3));
+
+  hints.gpu_at_client_cap = {1, 1, 1, 1};
+  auto none = PreferredAllocation(spec, available, {}, 3, hints);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(none.status().message()),
+              ::testing::HasSubstr("already serves 48 clients, the most it accepts"));
+  // Whole GPUs take no share of anyone's server.
+  hints.gpu_at_client_cap = {0, 1, 1, 1};
+  auto whole = PreferredAllocation(spec, available, {}, 10, hints);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(*whole, Shares(0, 0, 10));
+}
+
 TEST(PreferredPerContainerMps, MustIncludePinsTheGpu) {
   const ResourceSpec spec = testing::MpsSpec(10, 4);
   auto available = Concat(Shares(0, 0, 10), Shares(1, 6, 10));

@@ -163,6 +163,44 @@ TEST(BuildResources, UniformMpsByDefault) {
   EXPECT_TRUE(specs->front().fail_requests_greater_than_one);
 }
 
+TEST(BuildResources, UniformMpsOnPreVoltaGpusTakesAtMostSixteenReplicas) {
+  device::Inventory node = testing::A100Node(2);
+  node.gpus[1].cc_major = 6;  // Pascal: MPS serves 16 clients
+  config::Config cfg;
+  cfg.sharing.mps.resources = {Entry("gpu", 17)};
+  auto specs = BuildResources(cfg, node);
+  ASSERT_FALSE(specs.ok());
+  EXPECT_EQ(specs.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(specs.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("replicas: 17: must be at most 16"),
+                               ::testing::HasSubstr("GPU 1"),
+                               ::testing::HasSubstr("compute capability 6.0")));
+  cfg.sharing.mps.resources = {Entry("gpu", 16)};
+  EXPECT_TRUE(BuildResources(cfg, node).ok());
+  // Per-container limits: replicas are shares, not clients (the cap is kept at run time).
+  cfg.sharing.mps.per_container_limits = true;
+  cfg.sharing.mps.resources = {Entry("gpu", 100)};
+  EXPECT_TRUE(BuildResources(cfg, node).ok());
+}
+
+TEST(BuildResources, CapacityShapingOnlyUnderPerContainerLimits) {
+  config::Config cfg;
+  cfg.sharing.mps.resources = {Entry("gpu", 10)};
+  cfg.sharing.mps.per_container_limits = true;
+  auto specs = BuildResources(cfg, testing::A100Node());
+  ASSERT_TRUE(specs.ok());
+  EXPECT_TRUE(specs->front().capacity_shaping);
+  cfg.sharing.mps.capacity_shaping = false;
+  specs = BuildResources(cfg, testing::A100Node());
+  ASSERT_TRUE(specs.ok());
+  EXPECT_FALSE(specs->front().capacity_shaping);
+  cfg.sharing.mps.capacity_shaping = true;
+  cfg.sharing.mps.per_container_limits = false;
+  specs = BuildResources(cfg, testing::A100Node());
+  ASSERT_TRUE(specs.ok());
+  EXPECT_FALSE(specs->front().capacity_shaping);
+}
+
 TEST(BuildResources, UniformMpsAndMemoryLimitCarryOver) {
   config::Config cfg;
   cfg.sharing.mps.per_container_limits = false;
