@@ -539,6 +539,7 @@ sharing:
   mps:
     perContainerLimits: true
     memoryLimit: none
+    capacityShaping: false
     resources:
     - name: nvidia.com/gpu
       rename: gpu-mps
@@ -548,6 +549,7 @@ sharing:
                           "a.yaml");
   auto json = ParseConfig(
       R"({"version":"v1","flags":{"mpsRoot":"/run/nvidia/mps"},"sharing":{"mps":{"perContainerLimits":true,"memoryLimit":"none",)"
+      R"("capacityShaping":false,)"
       R"("resources":[{"name":"nvidia.com/gpu","rename":"gpu-mps","devices":[0,"1",)"
       R"("GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"],"replicas":100}]}}})",
       "a.json");
@@ -563,9 +565,20 @@ sharing:
     EXPECT_THAT(r.devices.ids, ElementsAre("0", "1", "GPU-8e5c4c9e-6ad9-4d0d-9d3e-0c7f1a2b3c4d"));
     EXPECT_EQ(c->sharing.mps.memory_limit, MemoryLimit::kNone);
     EXPECT_TRUE(c->sharing.mps.per_container_limits);
+    EXPECT_FALSE(c->sharing.mps.capacity_shaping);
     EXPECT_FALSE(c->sharing.mps.fail_requests_greater_than_one.has_value());
     EXPECT_THAT(Validate(*c), IsEmpty());
   }
+}
+
+TEST(ConfigParse, CapacityShapingIsOnByDefaultAndMustBeABool) {
+  auto on = ParseConfig("sharing: {mps: {perContainerLimits: true, resources: [{name: gpu, replicas: 100}]}}", "x");
+  ASSERT_TRUE(on.ok());
+  EXPECT_TRUE(on->config.sharing.mps.capacity_shaping);
+  auto bad = ParseConfig(
+      "sharing: {mps: {capacityShaping: sometimes, resources: [{name: gpu, replicas: 100}]}}", "x");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("sharing.mps.capacityShaping"));
 }
 
 TEST(ConfigParse, DevicesForms) {
