@@ -165,6 +165,9 @@ def check_pod(where, pod, bins, configmaps):
     root = mps_root(dc, bins, daemon)
     if daemon == "nvidia-device-plugin" and "hostPath" not in mounts.get(sock_dir, {}):
         fail(f"{where}: the plugin must mount hostPath {sock_dir}")
+    pod_resources_dir = os.path.dirname(plugin.default("--pod-resources-socket"))
+    if daemon == "nvidia-device-plugin" and "hostPath" not in mounts.get(pod_resources_dir, {}):
+        fail(f"{where}: the plugin must mount hostPath {pod_resources_dir} (capacity shaping)")
     if daemon == "mps-control-daemon":
         if "hostPath" not in mounts.get(root, {}) or "hostPath" not in mounts.get("/dev/shm", {}):
             fail(f"{where}: the MPS daemon must mount hostPath {root} and {root}/shm at /dev/shm")
