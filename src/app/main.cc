@@ -44,11 +44,13 @@ int main(int argc, char** argv) {
                  "kubelet's PodResources socket, read to see which containers hold which shares "
                  "(capacity shaping, MPS client cap); empty: not used")
       ->envname("POD_RESOURCES_SOCKET")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
   std::string pod_resources_period = "5s";
   cli.add_option("--pod-resources-period", pod_resources_period,
                  "how often the PodResources socket is read for releases, e.g. 5s, 500ms")
       ->envname("POD_RESOURCES_PERIOD")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->check([](const std::string& text) -> std::string {
         absl::Duration d;
         if (!absl::ParseDuration(text, &d) || d <= absl::ZeroDuration()) {

@@ -94,7 +94,9 @@ std::unique_ptr<mps::ChildProcess> DaemonHarness::SpawnDaemon(const std::string&
   mps::CommandSpec spec;
   spec.program = BinDir() + "/nvidia-device-plugin";
   spec.args = {"--kubelet-socket=" + plugin_dir() + "/kubelet.sock",
-               "--mps-control-binary=" + BinDir() + "/fake-mps-control", "--mps-probe-period=0.2"};
+               "--mps-control-binary=" + BinDir() + "/fake-mps-control", "--mps-probe-period=0.2",
+               // Never kubelet's real one; served when the test kubelet's PodResources server runs.
+               "--pod-resources-socket=" + pod_resources_socket()};
   if (has_config_) spec.args.push_back("--config-file=" + config_path());
   if (pass_nvml_library_) spec.args.push_back("--nvml-library=" + FakeNvmlLibrary());
   spec.args.insert(spec.args.end(), args.begin(), args.end());

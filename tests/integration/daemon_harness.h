@@ -78,6 +78,8 @@ class DaemonHarness {
 
   std::string tmp() const { return tmp_; }
   std::string plugin_dir() const { return tmp_ + "/dp"; }
+  // Passed as --pod-resources-socket (a later --pod-resources-socket in `args` wins).
+  std::string pod_resources_socket() const { return tmp_ + "/pod-resources/kubelet.sock"; }
   std::string config_path() const { return tmp_ + "/config.yaml"; }
   std::string mps_root() const { return tmp_ + "/mps"; }
 

@@ -99,6 +99,12 @@ TEST_F(MpsDaemonTest, ReleasedSharesAreReusedAndUnevenRequestsRefused) {
   EXPECT_EQ(GpuOf(*c), node_[0].uuid);
   EXPECT_EQ(c->response.envs().at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=40960M");
 
+  // Kubelet ignoring the preference and spreading a sub-GPU request over free shares: Allocate
+  // refuses it (IDs that no container holds are no init container's either).
+  auto spread = h_.kubelet().Allocate(kShared, {{node_[2].uuid + "::0", node_[3].uuid + "::0"}});
+  ASSERT_FALSE(spread.ok());
+  EXPECT_EQ(spread.status().code(), absl::StatusCode::kInvalidArgument);
+
   auto d = h_.kubelet().Admit(kShared, 200);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->response.envs().at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "100");
@@ -109,10 +115,6 @@ TEST_F(MpsDaemonTest, ReleasedSharesAreReusedAndUnevenRequestsRefused) {
   EXPECT_THAT(uneven.status().message(), HasSubstr(kShared));
   EXPECT_THAT(uneven.status().message(), HasSubstr("150"));
 
-  // Kubelet ignoring the preference and spreading a sub-GPU request: Allocate refuses it.
-  auto spread = h_.kubelet().Allocate(kShared, {{node_[2].uuid + "::0", node_[3].uuid + "::0"}});
-  ASSERT_FALSE(spread.ok());
-  EXPECT_EQ(spread.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(MpsDaemonTest, AnUnhealthyGpuMakesAllItsSharesUnhealthy) {
@@ -152,6 +154,29 @@ TEST_F(MpsDaemonTest, WaitsForTheControlDaemonAndTracksItsHealth) {
   ASSERT_TRUE(h_.kubelet().WaitForDevices(
       kShared, [](const auto& d) { return CountHealthy(d) == 400; }, kWait));
   EXPECT_EQ(h_.kubelet().Registrations(kShared), 1);
+}
+
+TEST_F(MpsDaemonTest, NoGpuGetsMoreContainersThanItsMpsServerAccepts) {
+  h_.StartKubelet();
+  h_.WriteConfig("version: v1\nflags:\n  mpsRoot: " + h_.mps_root() +
+                 "\nsharing:\n  mps:\n    perContainerLimits: true\n    resources:\n"
+                 "    - {name: gpu, rename: gpu.shared, devices: [0], replicas: 100}\n");
+  h_.StartMpsDaemon();
+  h_.StartDaemon();
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kShared, [](const auto& d) { return d.size() == 100 && CountHealthy(d) == 100; }, kWait));
+  for (int i = 0; i < 48; ++i) {
+    auto admitted = h_.kubelet().Admit(kShared, 1);
+    ASSERT_TRUE(admitted.ok()) << i << ": " << admitted.status();
+  }
+  // The 49th container: kubelet's preference call is refused, and so is an Allocate that skips it.
+  auto refused = h_.kubelet().Admit(kShared, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("already serves 48 clients"));
+  auto forced = h_.kubelet().Allocate(kShared, {{node_[0].uuid + "::99"}});
+  ASSERT_FALSE(forced.ok());
+  EXPECT_EQ(forced.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(forced.status().message(), HasSubstr("already serves 48 MPS clients"));
 }
 
 TEST(TimeSlicingDaemonTest, ReplicasAreAdvertisedAndDeduplicated) {
