@@ -114,7 +114,6 @@ TEST_F(MpsDaemonTest, ReleasedSharesAreReusedAndUnevenRequestsRefused) {
   ASSERT_FALSE(uneven.ok());
   EXPECT_THAT(uneven.status().message(), HasSubstr(kShared));
   EXPECT_THAT(uneven.status().message(), HasSubstr("150"));
-
 }
 
 TEST_F(MpsDaemonTest, AnUnhealthyGpuMakesAllItsSharesUnhealthy) {
