@@ -572,7 +572,8 @@ sharing:
 }
 
 TEST(ConfigParse, CapacityShapingIsOnByDefaultAndMustBeABool) {
-  auto on = ParseConfig("sharing: {mps: {perContainerLimits: true, resources: [{name: gpu, replicas: 100}]}}", "x");
+  auto on = ParseConfig(
+      "sharing: {mps: {perContainerLimits: true, resources: [{name: gpu, replicas: 100}]}}", "x");
   ASSERT_TRUE(on.ok());
   EXPECT_TRUE(on->config.sharing.mps.capacity_shaping);
   auto bad = ParseConfig(
