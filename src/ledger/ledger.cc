@@ -89,17 +89,37 @@ void Ledger::RecordAllocate(const std::vector<std::string>& ids) {
 }
 
 void Ledger::RecordAvailable(const std::vector<std::string>& available,
-                             const std::vector<std::string>& must_include) {
+                             const std::vector<std::string>& must_include,
+                             const std::vector<char>& offered) {
   const std::vector<int> free = Resolve(available);
   const std::vector<int> held = Resolve(must_include);
   const std::set<int> keep(held.begin(), held.end());
   bool changed = false;
   {
     absl::MutexLock lock(&mu_);
+    std::vector<char> in_request(owner_.size(), 0);
     for (int s : free) {
+      in_request[static_cast<size_t>(s)] = 1;
       if (owner_[static_cast<size_t>(s)] < 0 || keep.contains(s)) continue;
       Release(s);
       changed = true;
+    }
+    if (offered.size() == owner_.size()) {
+      // Healthy in kubelet's eyes, not available, and no grant known: someone holds it (an init
+      // container this ledger forgot, or a grant from before the plugin started).
+      int observer = -1;
+      for (size_t s = 0; s < owner_.size(); ++s) {
+        if (offered[s] == 0 || in_request[s] != 0 || owner_[s] >= 0) continue;
+        if (observer < 0) {
+          observer = next_holder_++;
+          Holder& holder = holders_[observer];
+          holder.group = next_group_++;
+          holder.client = false;
+          holder.observed = true;
+        }
+        Assign(static_cast<int>(s), observer);
+        changed = true;
+      }
     }
     if (changed) DropEmptyHolders();
   }
@@ -179,11 +199,14 @@ void Ledger::ApplyList(const std::vector<podresources::ContainerDevices>& contai
       if (!holder.key.empty()) listed_groups.insert(holder.group);
     }
     std::set<int> gone;
-    for (const auto& [id, holder] : holders_) {
+    for (auto& [id, holder] : holders_) {
       if (seen.contains(id)) continue;
       if (!holder.key.empty() ||
           (listed_groups.contains(holder.group) && !live_groups.contains(holder.group))) {
         gone.insert(id);
+      } else if (!holder.observed && !live_groups.contains(holder.group) &&
+                 ++holder.missed_lists >= kMissedListsToForget) {
+        gone.insert(id);  // a grant no List showed: its pod has gone
       }
     }
     if (!gone.empty()) {

@@ -11,8 +11,13 @@
 // Init containers are never listed, although kubelet keeps their devices for the pod's whole life.
 // The ledger keeps them as holders of their own: an app container that reuses some of an init
 // container's IDs (its Allocate names IDs already held) joins the init container's pod group, and
-// when the group's listed containers are all gone, its init holders go with them. An init container
-// whose IDs no app container reuses is only freed when kubelet offers its IDs as available again.
+// when the group's listed containers are all gone, its init holders go with them.
+//
+// A grant that kMissedListsToForget Lists in a row do not show, and whose pod group has no listed
+// container, is forgotten: its pod ended (or failed admission) before a List saw it. That also
+// forgets an init container whose app containers use none of the resource; its IDs come back as
+// held the next time kubelet leaves them out of `available` although it sees them Healthy
+// (RecordAvailable's `offered`), and stay held until kubelet offers them again.
 //
 // The ledger is advice, never trusted over what kubelet sends: GetPreferredAllocation still picks
 // only from `available`. It feeds capacity shaping and the MPS client cap (sharing/capacity.h).
@@ -49,9 +54,11 @@ class Ledger {
   // A container was granted `ids` (unknown IDs are ignored). IDs held before pass to it: the
   // earlier holder (an init container) stops counting as an MPS client and joins its pod group.
   void RecordAllocate(const std::vector<std::string>& ids);
-  // Kubelet offered `available` (minus `must_include`) as free.
+  // Kubelet offered `available` (minus `must_include`) as free. `offered`, per slot (or empty):
+  // 1 where kubelet is known to see the ID Healthy; such an ID missing from `available` is held.
   void RecordAvailable(const std::vector<std::string>& available,
-                       const std::vector<std::string>& must_include);
+                       const std::vector<std::string>& must_include,
+                       const std::vector<char>& offered = {});
   // A PodResources List (entries of every resource; only this resource's are used). Marks the
   // ledger as listed.
   void ApplyList(const std::vector<podresources::ContainerDevices>& containers);
@@ -68,11 +75,17 @@ class Ledger {
   void SetOnChange(std::function<void()> on_change);
 
  private:
+  // Lists in a row that may miss a grant (kubelet records it just after Allocate returns, so the
+  // List that Allocate triggers can run first) before it is forgotten.
+  static constexpr int kMissedListsToForget = 2;
+
   struct Holder {
-    std::string key;     // "<namespace>/<pod>/<container>" once listed; empty before
-    int group = 0;       // pod group: holders linked by reused IDs
-    bool client = true;  // counts as an MPS client (false once its IDs were reused)
-    int slots = 0;       // slots held
+    std::string key;        // "<namespace>/<pod>/<container>" once listed; empty before
+    int group = 0;          // pod group: holders linked by reused IDs
+    bool client = true;     // counts as an MPS client (false once its IDs were reused)
+    bool observed = false;  // inferred from `available`, not granted: only kubelet frees it
+    int missed_lists = 0;   // Lists since the grant that did not show it
+    int slots = 0;          // slots held
   };
 
   std::vector<int> Resolve(const std::vector<std::string>& ids) const;

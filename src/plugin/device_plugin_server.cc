@@ -175,7 +175,7 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
       sharing::PreferenceHints hints;
       if (ledger) {
         // What kubelet offers is free right now: the freshest view of releases there is.
-        ledger->RecordAvailable(available, must_include);
+        ledger->RecordAvailable(available, must_include, owner_->SettledHealthy());
         hints.gpu_at_client_cap = ledger->GpusAtClientCap();
       }
       auto picked = sharing::PreferredAllocation(spec, available, must_include,
@@ -432,7 +432,13 @@ size_t DevicePluginServer::StreamCount() const {
   return watchers_.size();
 }
 
-DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() const {
+std::vector<char> DevicePluginServer::SettledHealthy() const {
+  absl::MutexLock lock(&mu_);
+  return healthy_settled_;
+}
+
+DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() {
+  std::vector<char> healthy_now(devices_.size(), 0);
   auto response = std::make_shared<v1beta1::ListAndWatchResponse>();
   response->mutable_devices()->Reserve(static_cast<int>(devices_.size()));
   for (size_t i = 0; i < devices_.size(); ++i) {
@@ -442,8 +448,14 @@ DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() co
     bool healthy =
         resource_available_ && shown_[i] != 0 && !unhealthy_gpus_.contains(device.gpu_uuid);
     out->set_health(healthy ? kHealthy : kUnhealthy);
+    healthy_now[i] = healthy ? 1 : 0;
     if (device.numa_node) out->mutable_topology()->add_nodes()->set_id(*device.numa_node);
   }
+  healthy_settled_ = healthy_now;
+  if (healthy_now_.size() == healthy_now.size()) {
+    for (size_t i = 0; i < healthy_now.size(); ++i) healthy_settled_[i] &= healthy_now_[i];
+  }
+  healthy_now_ = std::move(healthy_now);
   return response;
 }
 

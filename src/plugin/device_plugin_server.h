@@ -122,7 +122,8 @@ class DevicePluginServer {
   // kMaxStreams are open or the server is stopping.
   grpc::Status AddWatcher(ListAndWatchReactor* reactor);
   void RemoveWatcher(ListAndWatchReactor* reactor);  // idempotent
-  DeviceListPtr BuildDeviceListLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  DeviceListPtr BuildDeviceListLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<char> SettledHealthy() const;
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Updates shown_ from the ledger; true when it changed.
   bool ReshapeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,6 +145,10 @@ class DevicePluginServer {
   bool resource_available_ ABSL_GUARDED_BY(mu_) = true;
   // Per device (devices_ order): 0 when capacity shaping hides it.
   std::vector<char> shown_ ABSL_GUARDED_BY(mu_);
+  // Per device: Healthy in the newest list, and Healthy in both the newest and the one before
+  // (kubelet has surely seen it Healthy: it takes one list at a time, in order).
+  std::vector<char> healthy_now_ ABSL_GUARDED_BY(mu_);
+  std::vector<char> healthy_settled_ ABSL_GUARDED_BY(mu_);
   DeviceListPtr device_list_ ABSL_GUARDED_BY(mu_);  // rebuilt on every health change
   std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -235,6 +235,15 @@ TEST_F(AdmissionScenarioTest, PodsWithInitContainersAreAdmittedThroughReuse) {
   EXPECT_THAT(wide_app.reused, ::testing::UnorderedElementsAreArray(wide_app.device_ids));
   EXPECT_EQ(GpusOf(wide_app.device_ids).size(), 2u);
   EXPECT_EQ(wide_app.device_ids.size(), 80u);
+  // Limits follow the IDs, per GPU (container ordinals in GPU index order).
+  std::map<size_t, int> per_gpu;  // GPU position -> shares
+  for (const auto& id : wide_app.device_ids) per_gpu[Slot(id) / kReplicas]++;
+  const int largest = std::max(per_gpu.begin()->second, per_gpu.rbegin()->second);
+  const auto& envs = wide_app.response.envs();
+  EXPECT_EQ(envs.at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), std::to_string(largest));
+  EXPECT_EQ(envs.at("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"),
+            absl::StrCat("0=", 40960 * per_gpu.begin()->second / 100,
+                         "M,1=", 40960 * per_gpu.rbegin()->second / 100, "M"));
 
   // Init 90 / app 40: one GPU, the app container's shares among the init container's.
   auto narrow = h_.kubelet().AdmitPod(Pod("init-90-app-40", {90}, {40}));
@@ -255,6 +264,21 @@ TEST_F(AdmissionScenarioTest, PodsWithInitContainersAreAdmittedThroughReuse) {
   EXPECT_EQ(GpusOf(two->containers.at(1).resources.at(kShared).device_ids),
             GpusOf(two->init_containers.at(0).resources.at(kShared).device_ids));
   EXPECT_EQ(h_.kubelet().Requested(kShared), 200 + 90 + 100 + 40);
+
+  // List shows only the app containers, yet every share the init containers hold stays allocated
+  // in the daemon's eyes: shaping never hides one, and the advertised set is what shaping gives
+  // for kubelet's true allocation.
+  sharing::Occupancy truth = sharing::EmptyOccupancy(spec_);
+  const std::set<std::string> held = h_.kubelet().Allocated(kShared);
+  for (const auto& id : held) truth.allocated[Slot(id)] = 1;
+  const auto expected =
+      sharing::ShapeCapacity(spec_, truth, std::vector<char>(spec_.gpus.size(), 1));
+  // Three refreshes after the last grant: a grant that no List shows would be forgotten by now.
+  ASSERT_TRUE(h_.kubelet().WaitForListCalls(h_.kubelet().ListCalls() + 3, kWait));
+  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+      kShared, [&](const auto& devices) { return Advertised(devices) == expected; }, kWait))
+      << "advertised " << PerGpu(Advertised(h_.kubelet().Devices(kShared))) << ", expected "
+      << PerGpu(expected);
 }
 
 }  // namespace

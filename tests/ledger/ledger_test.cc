@@ -3,6 +3,7 @@
 // to their pod through the IDs its app containers reuse, and the MPS client count per GPU.
 #include "ledger/ledger.h"
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -167,11 +168,41 @@ TEST_F(LedgerTest, TwoAppContainersReusingOneInitContainerLeaveTogether) {
   EXPECT_EQ(AllocatedOn(1) + AllocatedOn(2), 0);
 }
 
-TEST_F(LedgerTest, InitContainerNoAppReusesIsFreedWhenKubeletOffersItsShares) {
+TEST_F(LedgerTest, GrantNoListShowsIsForgottenAfterTwoLists) {
+  // A short pod: granted, deleted before any List saw it.
   ledger_.RecordAllocate(Shares(3, 0, 60));
   ledger_.ApplyList({});
-  EXPECT_EQ(AllocatedOn(3), 60) << "never listed: the ledger cannot tell it has gone";
+  EXPECT_EQ(AllocatedOn(3), 60) << "the first List may run before kubelet records the grant";
+  ledger_.ApplyList({});
+  EXPECT_EQ(AllocatedOn(3), 0);
+}
+
+TEST_F(LedgerTest, InitContainerOfAListedPodIsNotForgotten) {
+  ledger_.RecordAllocate(Shares(0, 0, 90));
+  ledger_.RecordAllocate(Shares(0, 0, 40));
+  for (int i = 0; i < 5; ++i) ledger_.ApplyList({Listed("p", "app", Shares(0, 0, 40))});
+  EXPECT_EQ(AllocatedOn(0), 90);
+}
+
+TEST_F(LedgerTest, HeldSharesKubeletSeesHealthyButDoesNotOfferAreLearned) {
+  // An init container whose app containers use none of the resource: forgotten after two Lists,
+  // learned back from kubelet's next request, and freed when kubelet offers its shares again.
+  std::vector<char> offered(4 * kShares, 1);
+  ledger_.RecordAvailable(Join(Join(Shares(3, 60, 40), Shares(0, 0, 100)), Shares(2, 0, 100)), {},
+                          offered);
+  EXPECT_EQ(AllocatedOn(3), 60);
+  EXPECT_EQ(AllocatedOn(1), 100) << "GPU 1 was offered to no one: held";
+  EXPECT_EQ(ClientsOn(3), 0) << "not known to be a running client";
+  ledger_.ApplyList({});
+  ledger_.ApplyList({});
+  EXPECT_EQ(AllocatedOn(3), 60) << "only kubelet can free what was inferred";
   ledger_.RecordAvailable(Shares(3, 0, 100), {});
+  EXPECT_EQ(AllocatedOn(3), 0);
+  // Shares kubelet does not see Healthy (hidden by shaping) tell nothing.
+  std::fill(offered.begin() + 2 * kShares, offered.end(), 0);
+  ledger_.RecordAvailable(Join(Shares(0, 0, 100), Shares(1, 0, 100)), {}, offered);
+  EXPECT_EQ(AllocatedOn(1), 0);
+  EXPECT_EQ(AllocatedOn(2), 0);
   EXPECT_EQ(AllocatedOn(3), 0);
 }
 
