@@ -4,7 +4,7 @@
 // node. Thousands of random arrivals and departures must never meet an admission failure: every
 // pod the scheduler places on the advertised capacity gets its shares.
 //
-// Label "scenario" (ctest -L scenario); also "integration".
+// Run alone with `ctest -R admission_scenario` (label "integration").
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
