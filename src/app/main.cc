@@ -42,13 +42,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--pod-resources-socket", daemon_options.pod_resources_socket,
                  "kubelet's PodResources socket, read to see which containers hold which shares "
-                 "(capacity shaping, MPS client cap); empty: not used")
+                 "(capacity shaping, MPS client cap); empty: not used (default "
+                 "/var/lib/kubelet/pod-resources/kubelet.sock)")
       ->envname("POD_RESOURCES_SOCKET")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
-      ->capture_default_str();
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string pod_resources_period = "5s";
   cli.add_option("--pod-resources-period", pod_resources_period,
-                 "how often the PodResources socket is read for releases, e.g. 5s, 500ms")
+                 "how often the PodResources socket is read for releases, e.g. 500ms (default 5s)")
       ->envname("POD_RESOURCES_PERIOD")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->check([](const std::string& text) -> std::string {
@@ -57,8 +57,7 @@ int main(int argc, char** argv) {
           return "must be a positive duration such as 5s or 500ms; got \"" + text + "\"";
         }
         return "";
-      })
-      ->capture_default_str();
+      });
   // Upstream's --version: prints "nvidia-device-plugin <version>" and exits 0.
   cli.set_version_flag("--version",
                        std::string("nvidia-device-plugin ") + nvdp::config::kPluginVersion);

@@ -75,6 +75,7 @@ absl::Status LedgerBook::RefreshNow() {
   }
   if (ledgers.empty()) return absl::OkStatus();
   absl::MutexLock refresh(&refresh_mu_);
+  const absl::Time started = absl::Now();
   auto listed = lister_->List();
   if (!listed.ok()) {
     if (!failing_) {
@@ -93,7 +94,7 @@ absl::Status LedgerBook::RefreshNow() {
   }
   failing_ = false;
   answered_ = true;
-  for (const auto& ledger : ledgers) ledger->ApplyList(*listed);
+  for (const auto& ledger : ledgers) ledger->ApplyList(*listed, started);
   return absl::OkStatus();
 }
 

@@ -64,7 +64,7 @@ bool Ledger::AllHeld(const std::vector<std::string>& ids) const {
   return true;
 }
 
-void Ledger::RecordAllocate(const std::vector<std::string>& ids) {
+void Ledger::RecordAllocate(const std::vector<std::string>& ids, absl::Time now) {
   const std::vector<int> slots = Resolve(ids);
   if (slots.empty()) return;
   {
@@ -72,6 +72,7 @@ void Ledger::RecordAllocate(const std::vector<std::string>& ids) {
     const int id = next_holder_++;
     Holder& holder = holders_[id];
     holder.group = next_group_++;
+    holder.granted_at = now;
     for (int s : slots) {
       const int previous = owner_[static_cast<size_t>(s)];
       if (previous >= 0 && previous != id) {
@@ -126,7 +127,8 @@ void Ledger::RecordAvailable(const std::vector<std::string>& available,
   if (changed) NotifyChanged();
 }
 
-void Ledger::ApplyList(const std::vector<podresources::ContainerDevices>& containers) {
+void Ledger::ApplyList(const std::vector<podresources::ContainerDevices>& containers,
+                       absl::Time started) {
   // The listed app containers of this resource, by key.
   std::map<std::string, std::vector<int>> listed;
   for (const auto& c : containers) {
@@ -205,6 +207,7 @@ void Ledger::ApplyList(const std::vector<podresources::ContainerDevices>& contai
           (listed_groups.contains(holder.group) && !live_groups.contains(holder.group))) {
         gone.insert(id);
       } else if (!holder.observed && !live_groups.contains(holder.group) &&
+                 started - holder.granted_at >= kListGrace &&
                  ++holder.missed_lists >= kMissedListsToForget) {
         gone.insert(id);  // a grant no List showed: its pod has gone
       }

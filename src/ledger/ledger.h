@@ -13,8 +13,11 @@
 // container's IDs (its Allocate names IDs already held) joins the init container's pod group, and
 // when the group's listed containers are all gone, its init holders go with them.
 //
-// A grant that kMissedListsToForget Lists in a row do not show, and whose pod group has no listed
-// container, is forgotten: its pod ended (or failed admission) before a List saw it. That also
+// A grant that kMissedListsToForget Lists in a row do not show (counting only Lists that started
+// kListGrace or more after the grant), and whose pod group has no listed container, is forgotten:
+// its pod ended (or failed admission) before a List saw it. The grace covers kubelet's admission
+// of the rest of the pod: an init container's grant is not listed, and the app container that
+// ties it to its pod is granted and recorded a moment later. That also
 // forgets an init container whose app containers use none of the resource; its IDs come back as
 // held the next time kubelet leaves them out of `available` although it sees them Healthy
 // (RecordAvailable's `offered`), and stay held until kubelet offers them again.
@@ -33,6 +36,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "podresources/lister.h"
 #include "sharing/capacity.h"
 #include "sharing/sharing.h"
@@ -53,15 +57,16 @@ class Ledger {
   bool AllHeld(const std::vector<std::string>& ids) const;
   // A container was granted `ids` (unknown IDs are ignored). IDs held before pass to it: the
   // earlier holder (an init container) stops counting as an MPS client and joins its pod group.
-  void RecordAllocate(const std::vector<std::string>& ids);
+  void RecordAllocate(const std::vector<std::string>& ids, absl::Time now = absl::Now());
   // Kubelet offered `available` (minus `must_include`) as free. `offered`, per slot (or empty):
   // 1 where kubelet is known to see the ID Healthy; such an ID missing from `available` is held.
   void RecordAvailable(const std::vector<std::string>& available,
                        const std::vector<std::string>& must_include,
                        const std::vector<char>& offered = {});
-  // A PodResources List (entries of every resource; only this resource's are used). Marks the
-  // ledger as listed.
-  void ApplyList(const std::vector<podresources::ContainerDevices>& containers);
+  // A PodResources List that started at `started` (entries of every resource; only this
+  // resource's are used). Marks the ledger as listed.
+  void ApplyList(const std::vector<podresources::ContainerDevices>& containers,
+                 absl::Time started = absl::Now());
 
   // Whether ApplyList ran at least once, i.e. releases are being seen.
   bool Listed() const;
@@ -78,14 +83,16 @@ class Ledger {
   // Lists in a row that may miss a grant (kubelet records it just after Allocate returns, so the
   // List that Allocate triggers can run first) before it is forgotten.
   static constexpr int kMissedListsToForget = 2;
+  static constexpr absl::Duration kListGrace = absl::Seconds(1);
 
   struct Holder {
     std::string key;        // "<namespace>/<pod>/<container>" once listed; empty before
     int group = 0;          // pod group: holders linked by reused IDs
     bool client = true;     // counts as an MPS client (false once its IDs were reused)
     bool observed = false;  // inferred from `available`, not granted: only kubelet frees it
-    int missed_lists = 0;   // Lists since the grant that did not show it
-    int slots = 0;          // slots held
+    int missed_lists = 0;   // Lists since the grant (and its grace) that did not show it
+    absl::Time granted_at = absl::InfinitePast();
+    int slots = 0;  // slots held
   };
 
   std::vector<int> Resolve(const std::vector<std::string>& ids) const;

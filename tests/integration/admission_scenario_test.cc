@@ -185,9 +185,16 @@ TEST_F(AdmissionScenarioTest, RandomArrivalsAndDeparturesNeverFailAdmission) {
 
   int admitted = 0, turned_away = 0, failed = 0, departed = 0;
   std::vector<std::string> failures;
+  // Pods live at least until kubelet's next List (the daemon reads it every 100 ms here, every 5 s
+  // by default): by pod, the List count from which a List has shown it. A pod gone before any List
+  // saw it is forgotten only after a grace (ledger_test covers that), which would make each such
+  // step wait.
+  std::map<std::string, int> listed_from;
   for (int i = 0; i < kPods; ++i) {
     if (std::bernoulli_distribution(kBurst)(rng)) {
+      const int lists = h_.kubelet().ListCalls();
       for (const auto& name : h_.kubelet().LivePods()) {
+        if (listed_from[name] > lists) continue;
         if (std::bernoulli_distribution(kLeave)(rng)) {
           h_.kubelet().DeletePod(name);
           ++departed;
@@ -204,6 +211,7 @@ TEST_F(AdmissionScenarioTest, RandomArrivalsAndDeparturesNeverFailAdmission) {
     auto admission = h_.kubelet().AdmitPod(pod);
     if (admission.ok()) {
       ++admitted;
+      listed_from[pod.name] = h_.kubelet().ListCalls() + 1;
     } else {
       ++failed;
       if (failures.size() < 10) {
@@ -220,6 +228,19 @@ TEST_F(AdmissionScenarioTest, RandomArrivalsAndDeparturesNeverFailAdmission) {
   EXPECT_EQ(failed, 0) << absl::StrJoin(failures, "\n");
   EXPECT_GT(admitted, 1000);
   EXPECT_GT(turned_away, 0);
+}
+
+TEST_F(AdmissionScenarioTest, APodGoneBeforeAnyListSawItIsForgotten) {
+  // 30 shares on GPU 0 and 50 on GPU 1: GPU 1's other 50 are hidden.
+  ASSERT_TRUE(h_.kubelet().AdmitPod(Pod("a", {}, {30})).ok());
+  ASSERT_TRUE(h_.kubelet().AdmitPod(Pod("b", {}, {50})).ok());
+  ASSERT_TRUE(WaitFresh());
+  // A pod placed and deleted at once (before the daemon's next List): its grant is dropped after
+  // the ledger's grace, and GPU 1 shows everything again.
+  ASSERT_TRUE(h_.kubelet().AdmitPod(Pod("quick", {}, {60})).ok());
+  ASSERT_TRUE(h_.kubelet().DeletePod("quick"));
+  ASSERT_TRUE(h_.kubelet().DeletePod("b"));
+  EXPECT_TRUE(WaitFresh());
 }
 
 TEST_F(AdmissionScenarioTest, PodsWithInitContainersAreAdmittedThroughReuse) {
