@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the benchmarks in a Release build dir (build-bench, or $BUILD_DIR) and prints two
 # markdown tables: the sharing logic (name, time/op, CPU/op, iterations, from Google Benchmark's
-# JSON output), then the real daemon's start-up time, RSS and RPC latency (daemon_footprint).
+# JSON output), then the real daemon's start-up time, RSS and RPC latency (daemon_footprint), then
+# how fast a killed MPS control daemon shows at kubelet, Unhealthy and Healthy again
+# (mps_health_latency).
 # Extra arguments go to the sharing benchmark binary, e.g.
 #   bench/run.sh --benchmark_filter=Grant --benchmark_min_time=0.2
 set -euo pipefail
@@ -16,7 +18,7 @@ if [[ ! -f "$build/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
 fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DNVDP_BUILD_TESTS=ON -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
-cmake --build "$build" -j "$jobs" --target sharing_bench daemon_footprint >"$build/build.log" ||
+cmake --build "$build" -j "$jobs" --target sharing_bench daemon_footprint mps_health_latency >"$build/build.log" ||
   { tail -30 "$build/build.log"; exit 1; }
 
 json="$build/sharing_bench.json"
@@ -54,3 +56,8 @@ echo
 echo "Daemon footprint (8x A100-40GB fake node, test kubelet):"
 echo
 "$build/bin/daemon_footprint" 2>/dev/null | grep -v "^fake-mps-control"
+
+echo
+echo "MPS daemon health at kubelet (fake control daemon SIGKILLed under mps-control-daemon):"
+echo
+"$build/bin/mps_health_latency" 2>/dev/null | grep -v "^fake-mps-control"

@@ -1,18 +1,57 @@
 #include "app/mps_gates.h"
 
+#include <atomic>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "mps/clock.h"
+#include "mps/control.h"
 #include "mps/process.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::app {
+namespace {
+
+// Remembers, at the start of every probe, how many marker changes the monitor had been told of, so
+// that those a successful readiness probe supersedes can be dropped (a marker removed and created
+// again before the daemon was found ready is no outage to report).
+class CountingProber final : public mps::Prober {
+ public:
+  CountingProber(mps::Prober& probe, const mps::DaemonMonitor& monitor)
+      : probe_(probe), monitor_(monitor) {}
+  absl::Status Probe(absl::Duration timeout) override {
+    changes_before_last_probe_.store(monitor_.MarkerChanges());
+    return probe_.Probe(timeout);
+  }
+  std::string Describe() const override { return probe_.Describe(); }
+  uint64_t changes_before_last_probe() const { return changes_before_last_probe_.load(); }
+
+ private:
+  mps::Prober& probe_;
+  const mps::DaemonMonitor& monitor_;
+  std::atomic<uint64_t> changes_before_last_probe_{0};
+};
+
+}  // namespace
 
 MpsGates::MpsGates(PluginManager& manager, MpsGateOptions options)
     : manager_(manager), options_(std::move(options)) {}
 
 MpsGates::~MpsGates() { Sync({}, std::nullopt); }
+
+mps::MarkerWatcher* MpsGates::Watcher() {
+  if (watcher_ == nullptr && !watcher_failed_) {
+    auto watcher = mps::MarkerWatcher::Create();
+    if (watcher.ok()) {
+      watcher_ = *std::move(watcher);
+    } else {
+      watcher_failed_ = true;
+      spdlog::warn("cannot watch the MPS daemons' markers ({}); their health is probed only",
+                   std::string(watcher.status().message()));
+    }
+  }
+  return watcher_.get();
+}
 
 void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
                     const std::optional<std::string>& mps_root) {
@@ -28,8 +67,11 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
       ++it;
       continue;
     }
-    it->second->stop.Notify();
-    it->second->thread.join();
+    Gate& gate = *it->second;
+    if (gate.watch.has_value()) watcher_->Remove(*gate.watch);
+    gate.stop.Notify();
+    gate.monitor->RequestStop();
+    gate.thread.join();
     it = gates_.erase(it);
   }
   for (const std::string& name : wanted) {
@@ -42,6 +84,26 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
     probe_options.control_binary = options_.control_binary;
     probe_options.base_env = mps::InheritedEnvironment();
     gate->probe = std::make_unique<mps::DaemonProbe>(probe_options, mps::RealProcessRunner());
+    mps::MonitorOptions monitor_options;
+    monitor_options.period = options_.probe_period;
+    gate->monitor = std::make_unique<mps::DaemonMonitor>(
+        *gate->probe, mps::RealClock(), monitor_options,
+        [this, name](bool healthy, const absl::Status& why) {
+          if (!healthy) spdlog::warn("{}: {}", name, std::string(why.message()));
+          manager_.SetResourceReady(name, healthy);
+        });
+    if (mps::MarkerWatcher* watcher = Watcher(); watcher != nullptr) {
+      const mps::ResourcePaths paths = mps::PathsFor(*mps_root, name);
+      mps::DaemonMonitor* monitor = gate->monitor.get();
+      auto watch = watcher->Add(paths.dir, ".started",
+                                [monitor](bool exists) { monitor->MarkerChanged(exists); });
+      if (watch.ok()) {
+        gate->watch = *watch;
+      } else {
+        spdlog::warn("{}: {}; the daemon's health is probed only", name,
+                     std::string(watch.status().message()));
+      }
+    }
     Gate* raw = gate.get();
     gate->thread = std::thread([this, name = name, raw] { RunGate(name, *raw); });
     gates_.emplace(name, std::move(gate));
@@ -49,21 +111,14 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
 }
 
 void MpsGates::RunGate(const std::string& resource_name, Gate& gate) {
+  CountingProber probe(*gate.probe, *gate.monitor);
   auto ready = mps::WaitUntilReady(
-      *gate.probe, mps::RealClock(), {}, &gate.stop,
+      probe, mps::RealClock(), {}, &gate.stop,
       [&](const std::string& line) { spdlog::info("{}: {}", resource_name, line); });
   if (!ready.ok()) return;  // cancelled
+  gate.monitor->ForgetMarkerChangesThrough(probe.changes_before_last_probe());
   manager_.SetResourceReady(resource_name, true);
-  mps::MonitorOptions monitor_options;
-  monitor_options.period = options_.probe_period;
-  mps::DaemonMonitor monitor(*gate.probe, mps::RealClock(), monitor_options,
-                             [&](bool healthy, const absl::Status& why) {
-                               if (!healthy) {
-                                 spdlog::warn("{}: {}", resource_name, std::string(why.message()));
-                               }
-                               manager_.SetResourceReady(resource_name, healthy);
-                             });
-  monitor.Run(gate.stop);
+  gate.monitor->Run();
 }
 
 }  // namespace nvdp::app

@@ -1,10 +1,17 @@
 // MpsGates: for every MPS resource, waits for its control daemon to answer before the plugin
-// manager may register it, then keeps probing it and marks the resource's devices unhealthy while
-// the daemon is down (healthy again when it is back).
+// manager may register it, then tracks the daemon and marks the resource's devices unhealthy while
+// it is down (healthy again when it is back).
 //
-// Owns one thread per MPS resource. Sync() adds gates for new MPS resources and stops those of
-// resources that are gone. Thread-safety: Sync and the destructor from one thread (the daemon's
-// main loop); gate threads call PluginManager::SetResourceReady, which is thread-safe.
+// Tracking: one MarkerWatcher (one thread, inotify) for all gates follows each daemon's
+// <mpsRoot>/<resource>/.started, which mps-control-daemon removes the moment its daemon dies and
+// creates again once the restarted daemon is configured: removal marks the devices unhealthy at
+// once, creation is probed at once and marks them healthy when the daemon answers. The periodic
+// probe (`probe_period`) stays as the backstop (e.g. for a daemon that hangs, or upstream's).
+//
+// Owns the watcher's thread and one thread per MPS resource (its probes). Sync() adds gates for new
+// MPS resources and stops those of resources that are gone. Thread-safety: Sync and the destructor
+// from one thread (the daemon's main loop); gate threads call PluginManager::SetResourceReady,
+// which is thread-safe.
 #pragma once
 
 #include <map>
@@ -17,6 +24,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "app/plugin_manager.h"
+#include "mps/marker_watcher.h"
 #include "mps/probe.h"
 #include "sharing/sharing.h"
 
@@ -24,7 +32,7 @@ namespace nvdp::app {
 
 struct MpsGateOptions {
   std::string control_binary = "nvidia-cuda-mps-control";
-  absl::Duration probe_period = absl::Seconds(10);  // liveness, once ready
+  absl::Duration probe_period = absl::Seconds(10);  // liveness, once ready (the backstop)
 };
 
 class MpsGates {
@@ -42,13 +50,19 @@ class MpsGates {
   struct Gate {
     std::string key;  // mps root + resource name: a changed root is a new gate
     std::unique_ptr<mps::DaemonProbe> probe;
+    std::unique_ptr<mps::DaemonMonitor> monitor;
+    std::optional<int> watch;  // the .started watch, when the watcher could take it
     absl::Notification stop;
     std::thread thread;
   };
   void RunGate(const std::string& resource_name, Gate& gate);
+  // The marker watcher, created on first use; null when inotify is unavailable (probes only).
+  mps::MarkerWatcher* Watcher();
 
   PluginManager& manager_;
   const MpsGateOptions options_;
+  std::unique_ptr<mps::MarkerWatcher> watcher_;
+  bool watcher_failed_ = false;
   std::map<std::string, std::unique_ptr<Gate>> gates_;  // by resource name
 };
 

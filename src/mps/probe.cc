@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -107,11 +108,97 @@ bool DaemonMonitor::CheckOnce() {
   return healthy_.load();
 }
 
-void DaemonMonitor::Run(const absl::Notification& stop) {
-  while (!stop.HasBeenNotified()) {
-    CheckOnce();
-    if (!clock_.SleepUntil(clock_.Now() + options_.period, &stop)) return;
+void DaemonMonitor::Report(bool healthy, const absl::Status& why) {
+  healthy_.store(healthy);
+  if (on_change_) on_change_(healthy, why);
+}
+
+void DaemonMonitor::MarkerChanged(bool exists) {
+  {
+    absl::MutexLock lock(&changes_mu_);
+    changes_.push_back({++changes_seen_, exists});
   }
+  wakeup_.Wake();
+}
+
+uint64_t DaemonMonitor::MarkerChanges() const {
+  absl::MutexLock lock(&changes_mu_);
+  return changes_seen_;
+}
+
+void DaemonMonitor::ForgetMarkerChangesThrough(uint64_t count) {
+  absl::MutexLock lock(&changes_mu_);
+  while (!changes_.empty() && changes_.front().number <= count) changes_.pop_front();
+}
+
+absl::Time DaemonMonitor::Step() {
+  while (true) {
+    std::optional<Change> change;
+    {
+      absl::MutexLock lock(&changes_mu_);
+      if (!changes_.empty()) {
+        change = changes_.front();
+        changes_.pop_front();
+      }
+    }
+    if (!change.has_value()) break;
+    if (change->exists) {
+      // Probe it now, and again shortly while it does not answer yet.
+      recheck_until_ = clock_.Now() + options_.recheck_for;
+      next_recheck_ = absl::InfinitePast();
+      continue;
+    }
+    // The daemon is down or being restarted: no probe can say otherwise.
+    recheck_until_.reset();
+    failures_ = std::max(failures_, options_.failure_threshold);
+    if (healthy_.load()) {
+      const absl::Status why = absl::UnavailableError(
+          "its .started marker was removed (the daemon went down or is being restarted)");
+      spdlog::error("{} is down: {}", probe_.Describe(), std::string(why.message()));
+      Report(false, why);
+    }
+  }
+  absl::Time now = clock_.Now();
+  if (recheck_until_.has_value() && now >= next_recheck_) {
+    absl::Status status = probe_.Probe(options_.probe_timeout);
+    now = clock_.Now();
+    if (status.ok()) {
+      recheck_until_.reset();
+      failures_ = 0;
+      next_probe_ = now + options_.period;
+      if (!healthy_.load()) {
+        spdlog::info("{} is back (its .started marker was created): healthy", probe_.Describe());
+        Report(true, status);
+      }
+    } else if (now >= *recheck_until_) {
+      recheck_until_.reset();
+      spdlog::warn("{}: its .started marker was created, but it does not answer: {}",
+                   probe_.Describe(), std::string(status.message()));
+    } else {
+      next_recheck_ = now + options_.recheck_interval;
+    }
+  }
+  if (now >= next_probe_) {
+    CheckOnce();
+    now = clock_.Now();
+    next_probe_ = now + options_.period;
+  }
+  absl::Time next = next_probe_;
+  if (recheck_until_.has_value()) next = std::min(next, next_recheck_);
+  return next;
+}
+
+void DaemonMonitor::Run() {
+  while (!stop_.load()) {
+    const absl::Time next = Step();
+    if (stop_.load()) break;
+    wakeup_.SleepUntil(clock_, next);
+  }
+}
+
+void DaemonMonitor::RequestStop() {
+  stop_.store(true);
+  wakeup_.Wake();
 }
 
 }  // namespace nvdp::mps

@@ -18,19 +18,30 @@
 //   mps::DaemonMonitor monitor(probe, mps::RealClock(), {},
 //       [&](bool healthy, const absl::Status& why) { MarkAllShares(healthy,
 //       why); });
-//   std::thread([&] { monitor.Run(stop); });
+//   watcher.Add(paths.dir, ".started",
+//               [&](bool exists) { monitor.MarkerChanged(exists); });
+//   std::thread([&] { monitor.Run(); });  // until monitor.RequestStop()
+//
+// The marker is the fast path: its removal is reported unhealthy at once, its
+// creation is probed at once; the periodic probe is the backstop.
 //
 // Thread-safety: DaemonProbe::Probe may be called from several threads at once.
-// A DaemonMonitor is driven by one thread (CheckOnce or Run); healthy() may be
-// read from any thread.
+// A DaemonMonitor is driven by one thread (CheckOnce, Step or Run);
+// MarkerChanged, MarkerChanges, ForgetMarkerChangesThrough, RequestStop and
+// healthy() may be called from any thread.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "mps/clock.h"
@@ -98,12 +109,22 @@ struct MonitorOptions {
   absl::Duration period = absl::Seconds(10);
   absl::Duration probe_timeout = absl::Seconds(5);
   int failure_threshold = 2;  // consecutive failed probes before reporting unhealthy
+  // After the marker reappears: probe at once, then every `recheck_interval`
+  // until the daemon answers, for at most `recheck_for` (then the periodic probe
+  // takes over).
+  absl::Duration recheck_interval = absl::Milliseconds(100);
+  absl::Duration recheck_for = absl::Seconds(10);
 };
 
-// Periodic liveness for the plugin: calls `on_change(false, why)` once the
-// probe failed `failure_threshold` times in a row, and `on_change(true,
-// OkStatus())` at the first success after that. Starts out healthy (call it
-// after WaitUntilReady succeeded).
+// Liveness for the plugin. Starts out healthy (call it after WaitUntilReady
+// succeeded), then calls `on_change(false, why)` when
+//   - the daemon's .started marker is removed (MarkerChanged(false)): at once,
+//     without a probe, or
+//   - the periodic probe failed `failure_threshold` times in a row,
+// and `on_change(true, OkStatus())` at the first successful probe after that:
+// the one made as soon as the marker is created again (MarkerChanged(true)), or
+// a periodic one. Marker changes are handled in order of arrival, so a removal
+// quickly followed by a creation is still reported (unhealthy, then healthy).
 class DaemonMonitor {
  public:
   using Callback = std::function<void(bool healthy, const absl::Status& why)>;
@@ -111,22 +132,56 @@ class DaemonMonitor {
   // REQUIRES: `probe` and `clock` outlive the monitor.
   DaemonMonitor(Prober& probe, Clock& clock, MonitorOptions options, Callback on_change);
 
-  // One probe; invokes the callback on a transition. Returns the health after
-  // it.
+  // One periodic probe; invokes the callback on a transition. Returns the
+  // health after it.
   bool CheckOnce();
 
-  // CheckOnce every `period` until `stop` is notified.
-  void Run(const absl::Notification& stop);
+  // The daemon's .started marker was created (true) or removed (false). Queued
+  // for the driving thread (Step / Run), which it wakes. Any thread.
+  void MarkerChanged(bool exists);
+  // How many marker changes were reported so far. Any thread.
+  uint64_t MarkerChanges() const;
+  // Drops the queued changes among the first `count` reported: a successful
+  // probe that started after them supersedes them (e.g. WaitUntilReady's last
+  // one). Any thread.
+  void ForgetMarkerChangesThrough(uint64_t count);
+
+  // One round: the queued marker changes in order, then the probe after a
+  // marker creation if one is due, then the periodic probe if it is due.
+  // Returns when the next round is due (absent marker changes).
+  absl::Time Step();
+
+  // Step, then sleep until the next one is due or a marker change, until
+  // RequestStop. The first periodic probe is made at once.
+  void Run();
+  void RequestStop();  // any thread
 
   bool healthy() const { return healthy_.load(); }
 
  private:
+  struct Change {
+    uint64_t number;  // 1 for the first MarkerChanged
+    bool exists;
+  };
+
+  void Report(bool healthy, const absl::Status& why);
+
   Prober& probe_;
   Clock& clock_;
   const MonitorOptions options_;
   const Callback on_change_;
   std::atomic<bool> healthy_{true};
-  int failures_ = 0;  // touched only by the driving thread
+  std::atomic<bool> stop_{false};
+  Wakeup wakeup_;
+  // Touched only by the driving thread.
+  int failures_ = 0;
+  absl::Time next_probe_ = absl::InfinitePast();
+  std::optional<absl::Time> recheck_until_;  // set after a marker creation, until it answers
+  absl::Time next_recheck_ = absl::InfinitePast();
+
+  mutable absl::Mutex changes_mu_;
+  uint64_t changes_seen_ ABSL_GUARDED_BY(changes_mu_) = 0;
+  std::deque<Change> changes_ ABSL_GUARDED_BY(changes_mu_);
 };
 
 }  // namespace nvdp::mps

@@ -423,16 +423,19 @@ absl::Status Supervisor::AwaitReady(Daemon& d) {
   }
 }
 
+absl::Status Supervisor::CheckChildExited(Daemon& d) {
+  if (!d.child) return absl::OkStatus();
+  std::optional<ExitStatus> exit = d.child->Poll();
+  if (!exit.has_value()) return absl::OkStatus();
+  d.child.reset();
+  d.status.pid.reset();
+  d.launched = false;
+  return absl::UnavailableError(
+      absl::StrCat("the MPS control daemon exited (", exit->ToString(), ")"));
+}
+
 absl::Status Supervisor::CheckAlive(Daemon& d) {
-  if (d.child) {
-    if (std::optional<ExitStatus> exit = d.child->Poll(); exit.has_value()) {
-      d.child.reset();
-      d.status.pid.reset();
-      d.launched = false;
-      return absl::UnavailableError(
-          absl::StrCat("the MPS control daemon exited (", exit->ToString(), ")"));
-    }
-  }
+  if (absl::Status exited = CheckChildExited(d); !exited.ok()) return exited;
   absl::StatusOr<std::string> probe = Control(d, kProbeCommand, options_.probe_timeout);
   if (probe.ok()) return absl::OkStatus();
   return absl::Status(probe.status().code(),
@@ -539,14 +542,16 @@ absl::Time Supervisor::Tick() {
   for (const auto& owned : daemons_) {
     if (stop_requested_.HasBeenNotified()) break;
     Daemon& d = *owned;
-    if (d.status.state == DaemonState::kUp && now >= d.next_probe) {
-      absl::Status alive = CheckAlive(d);
-      now = clock_.Now();
-      if (alive.ok()) {
-        d.next_probe = now + options_.liveness_period;
-      } else {
-        MarkDown(d, alive);
+    if (d.status.state == DaemonState::kUp) {
+      // A foreground child that exited is seen at every Tick, without waiting
+      // for its probe: Wake (SIGCHLD) makes that immediate.
+      absl::Status alive = CheckChildExited(d);
+      if (alive.ok() && now >= d.next_probe) {
+        alive = CheckAlive(d);
+        now = clock_.Now();
+        if (alive.ok()) d.next_probe = now + options_.liveness_period;
       }
+      if (!alive.ok()) MarkDown(d, alive);
     } else if (d.status.state == DaemonState::kDown && now >= d.status.next_attempt) {
       spdlog::info(
           "restarting the MPS control daemon for resource '{}' (after {} "
@@ -574,7 +579,8 @@ absl::Time Supervisor::Tick() {
 void Supervisor::Run() {
   while (!stop_requested_.HasBeenNotified()) {
     const absl::Time next = Tick();
-    clock_.SleepUntil(next, &stop_requested_);
+    if (stop_requested_.HasBeenNotified()) break;
+    wakeup_.SleepUntil(clock_, next);
   }
 }
 
@@ -582,7 +588,10 @@ void Supervisor::RequestStop() {
   // Notification::Notify must happen once, even when several threads ask at the
   // same time.
   if (!stop_once_.exchange(true)) stop_requested_.Notify();
+  wakeup_.Wake();
 }
+
+void Supervisor::Wake() { wakeup_.Wake(); }
 
 absl::Status Supervisor::StopAll() {
   absl::MutexLock lock(&work_mu_);
@@ -653,6 +662,7 @@ absl::Status Supervisor::Update(std::vector<DaemonSpec> specs) {
   }
   UpdateReadyMarker();
   Publish();
+  wakeup_.Wake();  // Run's next step may now be due sooner (a restart of a new daemon)
   if (problems.empty()) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat("reload: ", absl::StrJoin(problems, "; ")));
 }

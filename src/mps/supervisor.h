@@ -14,13 +14,16 @@
 // own) and restarted after an exponential backoff (1 s, 2 s, 4 s, ... capped at
 // `backoff_max`; the sequence starts over once a daemon stayed up for
 // `backoff_reset_after`). Every transition is logged. StopAll sends `quit`,
-// reaps, removes the markers and restores compute mode DEFAULT.
+// reaps, removes the markers and restores compute mode DEFAULT. The plugin
+// watches the markers (marker_watcher.h), so removing .started at once is how a
+// death reaches kubelet.
 //
 // Launch modes (both work with the real binary):
-//   kForeground (default): `nvidia-cuda-mps-control -f` is our child. We see it
-//   die (waitpid), and
-//     a hung daemon can always be killed and reaped, so a restart cannot
-//     collide with it.
+//   kForeground (default): `nvidia-cuda-mps-control -f` is our child. Every Tick
+//     reaps it without a probe (waitpid), and Wake (the binary calls it on
+//     SIGCHLD) runs a Tick at once, so its death is seen immediately. A hung
+//     daemon can always be killed and reaped, so a restart cannot collide with
+//     it.
 //   kBackground: `nvidia-cuda-mps-control -d`, as the upstream plugin does: the
 //   launcher forks the
 //     daemon away and exits 0 once it is up. Death is seen only through the
@@ -32,7 +35,7 @@
 // per resource, and RequestStop cuts readiness waits short.
 //
 // Thread-safety: StartAll, Tick, Run and StopAll serialise on an internal lock
-// (call them from one supervising thread); RequestStop, Statuses and
+// (call them from one supervising thread); RequestStop, Wake, Statuses and
 // WaitForStatus may be called from any thread.
 #pragma once
 
@@ -155,13 +158,18 @@ class Supervisor {
   // that are due, .ready when all are up. Returns when the next step is due.
   absl::Time Tick();
 
-  // Tick, then sleep on the clock until the next step, until RequestStop. Does
-  // not stop daemons.
+  // Tick, then sleep on the clock until the next step or a Wake, until
+  // RequestStop. Does not stop daemons.
   void Run();
 
   // Makes Run return and cuts short any readiness wait in progress. Safe from
   // any thread (not from a signal handler).
   void RequestStop();
+
+  // Makes Run tick now (a foreground daemon may have exited: call it on
+  // SIGCHLD). Cheap: a Tick reaps exited children; it probes only what is due.
+  // Safe from any thread (not from a signal handler).
+  void Wake();
 
   // quit every daemon (SIGTERM/SIGKILL for a foreground child that does not
   // exit), remove the markers, restore compute mode DEFAULT where it was set.
@@ -192,6 +200,9 @@ class Supervisor {
   absl::Status Launch(Daemon& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   absl::Status AwaitReady(Daemon& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   absl::Status CheckAlive(Daemon& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  // Foreground: reaps the child if it exited, and says how. OK while it runs (or
+  // with no child).
+  absl::Status CheckChildExited(Daemon& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   // Best-effort `quit` + reap; returns what went wrong.
   absl::Status ShutDown(Daemon& d, absl::Duration quit_timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
@@ -210,6 +221,7 @@ class Supervisor {
   Clock& clock_;
   std::atomic<bool> stop_once_{false};
   absl::Notification stop_requested_;
+  Wakeup wakeup_;  // Run's sleep, cut short by Wake and RequestStop
 
   mutable absl::Mutex work_mu_;
   std::vector<std::unique_ptr<Daemon>> daemons_ ABSL_GUARDED_BY(work_mu_);

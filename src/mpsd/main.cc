@@ -3,8 +3,9 @@
 // environment as the plugin), until SIGTERM / SIGINT / SIGQUIT. SIGHUP reloads
 // the configuration as the plugin does: a bad one is rejected and the running
 // daemons are kept; a good one restarts only the daemons whose resource
-// changed. One instance per MPS root (a lock on <mpsRoot>/.lock): a second one
-// waits, saying who holds the root.
+// changed. SIGCHLD wakes the supervisor, so a daemon that dies is marked down
+// (its .started removed) at once. One instance per MPS root (a lock on
+// <mpsRoot>/.lock): a second one waits, saying who holds the root.
 //
 //   mps-control-daemon [run]      the supervisor (default)
 //   mps-control-daemon mount-shm  mounts the tmpfs at <mpsRoot>/shm, then exits
@@ -52,7 +53,7 @@ std::optional<std::string> GetEnv(const char* name) {
 sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&set, sig);
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD}) sigaddset(&set, sig);
   return set;
 }
 
@@ -70,7 +71,7 @@ struct MpsdFlags {
 
 // Routes signals (taken synchronously on a dedicated thread) to the main loop, and
 // stop signals to the supervisor of the moment too, so a start in progress is cut
-// short.
+// short. SIGCHLD only wakes the supervisor (a foreground daemon may have died).
 class SignalRouter {
  public:
   void Attach(Supervisor* supervisor) {
@@ -80,6 +81,10 @@ class SignalRouter {
   }
   void Deliver(int sig) {
     absl::MutexLock lock(&mu_);
+    if (sig == SIGCHLD) {
+      if (supervisor_ != nullptr) supervisor_->Wake();
+      return;
+    }
     signals_.push_back(sig);
     if (sig != SIGHUP) {
       stop_pending_ = true;
@@ -407,7 +412,7 @@ int main(int argc, char** argv) {
     while (true) {
       int sig = 0;
       if (sigwait(&handled, &sig) != 0) continue;
-      spdlog::info("received signal {}", sig);
+      if (sig != SIGCHLD) spdlog::info("received signal {}", sig);
       signals->Deliver(sig);
     }
   }).detach();

@@ -94,7 +94,8 @@ std::unique_ptr<mps::ChildProcess> DaemonHarness::SpawnDaemon(const std::string&
   mps::CommandSpec spec;
   spec.program = BinDir() + "/nvidia-device-plugin";
   spec.args = {"--kubelet-socket=" + plugin_dir() + "/kubelet.sock",
-               "--mps-control-binary=" + BinDir() + "/fake-mps-control", "--mps-probe-period=0.2",
+               "--mps-control-binary=" + BinDir() + "/fake-mps-control",
+               "--mps-probe-period=" + mps_probe_period_,
                // Never kubelet's real one; served when the test kubelet's PodResources server runs.
                "--pod-resources-socket=" + pod_resources_socket()};
   if (has_config_) spec.args.push_back("--config-file=" + config_path());
@@ -112,6 +113,13 @@ std::unique_ptr<mps::ChildProcess> DaemonHarness::SpawnDaemon(const std::string&
 
 int DaemonHarness::daemon_pid() const { return daemon_ ? daemon_->pid() : -1; }
 int DaemonHarness::mps_daemon_pid() const { return mps_daemon_ ? mps_daemon_->pid() : -1; }
+
+std::optional<int> DaemonHarness::FakeMpsControlPid(const std::string& resource) const {
+  std::ifstream in(mps_root() + "/" + resource + "/log/fake-daemon.pid");
+  int pid = 0;
+  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  return pid;
+}
 
 void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args) {
   mps::CommandSpec spec;

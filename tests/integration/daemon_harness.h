@@ -62,8 +62,14 @@ class DaemonHarness {
   // Off: the plugin gets no --nvml-library and finds NVML as in production (under
   // --driver-root-ctr-path, then the bare soname).
   void set_pass_nvml_library(bool pass) { pass_nvml_library_ = pass; }
+  // The plugin's --mps-probe-period (seconds; default "0.2").
+  void set_mps_probe_period(const std::string& seconds) { mps_probe_period_ = seconds; }
   int daemon_pid() const;      // -1 when not started
   int mps_daemon_pid() const;  // -1 when not started
+  // The pid of the fake nvidia-cuda-mps-control daemon serving `resource` (full name) under
+  // mps-control-daemon, as it wrote it in its log directory; nullopt when none was written (or it
+  // exited cleanly). It may be stale after the daemon was killed.
+  std::optional<int> FakeMpsControlPid(const std::string& resource) const;
   // Starts mps-control-daemon (the real binary) on the same config, driving the fake
   // nvidia-cuda-mps-control, without touching compute modes.
   void StartMpsDaemon(const std::vector<std::string>& args = {});
@@ -90,6 +96,7 @@ class DaemonHarness {
   std::unique_ptr<mps::ChildProcess> mps_daemon_;
   bool has_config_ = false;
   bool pass_nvml_library_ = true;
+  std::string mps_probe_period_ = "0.2";
 };
 
 }  // namespace nvdp::testing

@@ -3,6 +3,7 @@
 #include "mps/probe.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -162,14 +163,172 @@ TEST(MpsDaemonMonitorTest, UnhealthyAfterThresholdAndHealthyAgain) {
 TEST(MpsDaemonMonitorTest, RunProbesEveryPeriodUntilStopped) {
   FakeClock clock;
   FakeProber probe({});
-  absl::Notification stop;
   DaemonMonitor monitor(probe, clock, {}, nullptr);
   probe.Then(absl::OkStatus());
-  std::thread runner([&] { monitor.Run(stop); });
+  std::thread runner([&] { monitor.Run(); });
   while (probe.probes() < 5) absl::SleepFor(absl::Milliseconds(1));
-  stop.Notify();
+  monitor.RequestStop();
   runner.join();
   EXPECT_GE(clock.sleeps(), 4);
+}
+
+// Records the monitor's callbacks as "healthy" / "unhealthy: <why>".
+class Changes {
+ public:
+  DaemonMonitor::Callback Callback() {
+    return [this](bool healthy, const absl::Status& why) {
+      absl::MutexLock lock(&mu_);
+      seen_.push_back(healthy ? "healthy" : "unhealthy: " + std::string(why.message()));
+    };
+  }
+  std::vector<std::string> seen() const {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(MpsDaemonMonitorTest, MarkerRemovalIsUnhealthyAtOnceWithoutAProbe) {
+  FakeClock clock;
+  FakeProber probe({});
+  Changes changes;
+  DaemonMonitor monitor(probe, clock, {}, changes.Callback());
+  monitor.Step();  // the first periodic probe
+  ASSERT_EQ(probe.probes(), 1);
+  probe.Then(absl::UnavailableError("down"));
+  monitor.MarkerChanged(false);
+  const absl::Time next = monitor.Step();
+  EXPECT_EQ(probe.probes(), 1);
+  EXPECT_FALSE(monitor.healthy());
+  EXPECT_THAT(changes.seen(), ElementsAre(HasSubstr("unhealthy: its .started marker was removed")));
+  EXPECT_EQ(next, clock.Now() + absl::Seconds(10));  // the backstop probe stays periodic
+  // Failed periodic probes report nothing more.
+  clock.Set(next);
+  monitor.Step();
+  EXPECT_EQ(changes.seen().size(), 1u);
+}
+
+TEST(MpsDaemonMonitorTest, MarkerCreationIsProbedAtOnceAndRetriedBriefly) {
+  FakeClock clock;
+  FakeProber probe({});
+  Changes changes;
+  MonitorOptions options;
+  DaemonMonitor monitor(probe, clock, options, changes.Callback());
+  monitor.Step();
+  monitor.MarkerChanged(false);
+  monitor.Step();
+  // Back, but the daemon answers only at the third probe.
+  probe.Then(absl::UnavailableError("not yet"));
+  monitor.MarkerChanged(true);
+  const int before = probe.probes();
+  absl::Time next = monitor.Step();
+  EXPECT_EQ(probe.probes(), before + 1);
+  EXPECT_EQ(next, clock.Now() + options.recheck_interval);
+  clock.Set(next);
+  monitor.Step();
+  EXPECT_FALSE(monitor.healthy());
+  probe.Then(absl::OkStatus());
+  clock.Advance(options.recheck_interval);
+  next = monitor.Step();
+  EXPECT_TRUE(monitor.healthy());
+  EXPECT_EQ(probe.probes(), before + 3);
+  EXPECT_EQ(next, clock.Now() + options.period);  // rechecks end once it answers
+  EXPECT_THAT(changes.seen(), ElementsAre(HasSubstr("unhealthy"), "healthy"));
+}
+
+TEST(MpsDaemonMonitorTest, RechecksGiveUpAfterAWhileAndLeaveItToThePeriodicProbe) {
+  FakeClock clock;
+  FakeProber probe({});
+  MonitorOptions options;
+  DaemonMonitor monitor(probe, clock, options, nullptr);
+  monitor.Step();
+  monitor.MarkerChanged(false);
+  probe.Then(absl::UnavailableError("hung"));
+  monitor.MarkerChanged(true);
+  absl::Time next = monitor.Step();
+  const absl::Time give_up = clock.Now() + options.recheck_for;
+  while (next < give_up) {
+    clock.Set(next);
+    next = monitor.Step();
+  }
+  clock.Set(next);
+  next = monitor.Step();
+  EXPECT_GT(next - clock.Now(), options.recheck_interval);
+  EXPECT_FALSE(monitor.healthy());
+}
+
+TEST(MpsDaemonMonitorTest, ABlipIsReportedInOrderEvenWhenHandledAtOnce) {
+  FakeClock clock;
+  FakeProber probe({});
+  Changes changes;
+  DaemonMonitor monitor(probe, clock, {}, changes.Callback());
+  monitor.Step();
+  // Down and back before the monitor looked: both are reported.
+  monitor.MarkerChanged(false);
+  monitor.MarkerChanged(true);
+  monitor.Step();
+  EXPECT_TRUE(monitor.healthy());
+  EXPECT_THAT(changes.seen(), ElementsAre(HasSubstr("unhealthy"), "healthy"));
+  // Back, then down again: stays unhealthy, no probe is believed over the marker.
+  monitor.MarkerChanged(false);
+  monitor.MarkerChanged(true);
+  monitor.MarkerChanged(false);
+  const int before = probe.probes();
+  monitor.Step();
+  EXPECT_EQ(probe.probes(), before);
+  EXPECT_FALSE(monitor.healthy());
+  EXPECT_EQ(changes.seen().size(), 3u);
+}
+
+TEST(MpsDaemonMonitorTest, ChangesSupersededByAReadinessProbeAreForgotten) {
+  FakeClock clock;
+  FakeProber probe({}, absl::UnavailableError("no marker"));
+  Changes changes;
+  DaemonMonitor monitor(probe, clock, {}, changes.Callback());
+  monitor.MarkerChanged(false);  // a stale marker removed, then the daemon's own created
+  monitor.MarkerChanged(true);
+  const uint64_t before_ready_probe = monitor.MarkerChanges();
+  EXPECT_EQ(before_ready_probe, 2u);
+  monitor.MarkerChanged(false);  // after the readiness probe began: a real outage
+  monitor.ForgetMarkerChangesThrough(before_ready_probe);
+  monitor.Step();
+  EXPECT_THAT(changes.seen(), ElementsAre(HasSubstr("unhealthy")));
+}
+
+TEST(MpsDaemonMonitorTest, RunWakesForMarkerChanges) {
+  // The real clock and a period of an hour: only the marker can make Run act.
+  FakeProber probe({});
+  Changes changes;
+  MonitorOptions options;
+  options.period = absl::Hours(1);
+  DaemonMonitor monitor(probe, RealClock(), options, changes.Callback());
+  std::thread runner([&] { monitor.Run(); });
+  monitor.MarkerChanged(false);
+  monitor.MarkerChanged(true);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (changes.seen().size() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  monitor.RequestStop();
+  runner.join();
+  EXPECT_THAT(changes.seen(), ElementsAre(HasSubstr("unhealthy"), "healthy"));
+}
+
+TEST(MpsWakeupTest, AWakeIsNeverLost) {
+  FakeClock clock;
+  Wakeup wakeup;
+  wakeup.Wake();  // before the sleep: the sleep returns at once
+  const absl::Time start = clock.Now();
+  EXPECT_FALSE(wakeup.SleepUntil(clock, start + absl::Hours(1)));
+  EXPECT_EQ(clock.Now(), start);
+  EXPECT_TRUE(wakeup.SleepUntil(clock, start + absl::Hours(1)));  // consumed: a full sleep
+  EXPECT_EQ(clock.Now(), start + absl::Hours(1));
+
+  Wakeup real;
+  std::thread waker([&] { real.Wake(); });
+  real.SleepUntil(RealClock(), absl::InfiniteFuture());  // returns: woken during or before
+  waker.join();
 }
 
 }  // namespace

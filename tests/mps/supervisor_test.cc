@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -354,6 +355,53 @@ TEST_F(MpsSupervisorTest, DeadDaemonIsMarkedDownAndRestarted) {
   EXPECT_TRUE(Exists(Ready()));
   EXPECT_THAT(runner_.Commands(Pipe(), false),
               ElementsAre("set_default_active_thread_percentage 100"));
+}
+
+TEST_F(MpsSupervisorTest, ExitedChildIsSeenAtTheNextTickWithoutWaitingForItsProbe) {
+  auto s = Make();
+  ASSERT_TRUE(s->StartAll().ok());
+  runner_.ClearCalls();
+  runner_.KillDaemon(Pipe());
+  s->Tick();  // what Wake (SIGCHLD) triggers: no probe is due yet
+  EXPECT_EQ(Status(*s).state, DaemonState::kDown);
+  EXPECT_THAT(std::string(Status(*s).last_error.message()), HasSubstr("exited (exit status 1)"));
+  EXPECT_FALSE(Exists(Started()));
+  EXPECT_FALSE(Exists(Ready()));
+  EXPECT_THAT(runner_.Commands(Pipe()), IsEmpty());
+  EXPECT_EQ(Status(*s).next_attempt, clock_.Now() + options_.backoff_initial);
+  clock_.Set(Status(*s).next_attempt);
+  s->Tick();
+  EXPECT_EQ(Status(*s).state, DaemonState::kUp);
+  EXPECT_TRUE(Exists(Started()));
+  EXPECT_TRUE(Exists(Ready()));
+}
+
+TEST_F(MpsSupervisorTest, BackgroundDaemonIsStillOnlyProbedWhenDue) {
+  options_.launch_mode = LaunchMode::kBackground;
+  auto s = Make();
+  ASSERT_TRUE(s->StartAll().ok());
+  runner_.KillDaemon(Pipe());
+  s->Tick();  // no child to reap, no probe due: nothing is known yet
+  EXPECT_EQ(Status(*s).state, DaemonState::kUp);
+  clock_.Advance(options_.liveness_period);
+  s->Tick();
+  EXPECT_EQ(Status(*s).state, DaemonState::kDown);
+}
+
+TEST_F(MpsSupervisorTest, WakeCutsRunsSleepShort) {
+  auto s = Make();
+  ASSERT_TRUE(s->StartAll().ok());
+  // Run sleeps until the next probe, 10 s of the fake clock away; Wake makes it tick first. The
+  // fake clock's sleeps return at once, so this only checks that Run keeps going and stops.
+  std::thread run([&] { s->Run(); });
+  s->Wake();
+  runner_.KillDaemon(Pipe());
+  s->Wake();
+  EXPECT_TRUE(
+      s->WaitForStatus([](const std::vector<DaemonStatus>& st) { return st.at(0).failures >= 1; },
+                       absl::Seconds(20)));
+  s->RequestStop();
+  run.join();
 }
 
 TEST_F(MpsSupervisorTest, FailedLivenessProbeInBackgroundModeRestarts) {
