@@ -49,6 +49,7 @@ class Binary:
                                    check=True).stdout
         self.flags, self.env, self.subcommands, self.defaults = set(), set(), set(), {}
         in_sub = False
+        flag = None  # the flag a wrapped description line belongs to
         for line in self.help.splitlines():
             if line.startswith("Subcommands:"):
                 in_sub = True
@@ -59,8 +60,10 @@ class Binary:
             elif m:
                 flag = m.group(1)
                 self.flags.add(flag)
-                if d := re.search(r"\(default ([^;)\s]+)", line):
-                    self.defaults[flag] = d.group(1)
+            elif not line.startswith(" "):
+                flag = None
+            if flag and (d := re.search(r"\(default ([^;)\s]+)", line)):
+                self.defaults.setdefault(flag, d.group(1))
             if m := re.search(r"\[alias ([^\]]+)\]", line):
                 self.flags.update(a.strip() for a in m.group(1).split(","))
             for m in re.finditer(r"\[env ([^\]]+)\]|\(Env:(\w+)\)", line):
