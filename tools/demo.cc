@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,11 @@ std::string SelfDir() {
 }
 
 void Print(const std::string& line) { std::printf("%s\n", line.c_str()); }
+
+size_t CountHealthy(const std::vector<nvdp::testing::DeviceState>& devices) {
+  return static_cast<size_t>(
+      std::count_if(devices.begin(), devices.end(), [](const auto& d) { return d.healthy; }));
+}
 
 // Which GPU (by its place in the advertised list) a set of share IDs lives on.
 std::string GpuOf(const std::vector<std::string>& ids) {
@@ -122,6 +128,15 @@ int main(int argc, char** argv) {
   plugin.args = common;
   plugin.env = env;
   plugin.args.push_back("--kubelet-socket=" + plugin_dir + "/kubelet.sock");
+  // The stand-in serves kubelet's PodResources API too: the plugin reads it for capacity shaping.
+  const std::string pod_resources = tmp + "/pod-resources/kubelet.sock";
+  std::filesystem::create_directories(tmp + "/pod-resources");
+  if (auto status = (*kubelet)->StartPodResources(pod_resources); !status.ok()) {
+    std::fprintf(stderr, "PodResources stand-in: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  plugin.args.push_back("--pod-resources-socket=" + pod_resources);
+  plugin.args.push_back("--pod-resources-period=200ms");
 
   auto daemon = nvdp::mps::RealProcessRunner().Spawn(mpsd);
   auto device_plugin = nvdp::mps::RealProcessRunner().Spawn(plugin);
@@ -148,8 +163,19 @@ int main(int argc, char** argv) {
     Show("container C asks for nvidia.com/gpu.shared: 50", (*kubelet)->Admit(kShared, 50));
     Show("container D asks for nvidia.com/gpu.shared: 150 (would span GPUs unevenly)",
          (*kubelet)->Admit(kShared, 150));
-    Show("container E asks for nvidia.com/gpu.shared: 200 (two whole GPUs)",
-         (*kubelet)->Admit(kShared, 200));
+    Show("container E asks for nvidia.com/gpu.shared: 60 (does not fit next to C: a free GPU)",
+         (*kubelet)->Admit(kShared, 60));
+    // Two partly used GPUs now: 50 free next to C, 40 next to E. Only the larger hole is
+    // advertised, so the scheduler's count never admits a pod that fits nowhere.
+    const bool shaped = (*kubelet)->WaitForDevices(
+        kShared, [](const auto& d) { return CountHealthy(d) == 360; }, kWait);
+    Print(absl::StrCat("kubelet: ", kShared, " allocatable ", (*kubelet)->Allocatable(kShared),
+                       " of 400",
+                       shaped ? " (capacity shaping hides E's GPU's 40 free shares: "
+                                "the largest hole, 50 next to C, stays advertised)"
+                              : ""));
+    Show("container G asks for nvidia.com/gpu.shared: 100 (one whole GPU)",
+         (*kubelet)->Admit(kShared, 100));
     Show("container F asks for nvidia.com/gpu: 1", (*kubelet)->Admit(kWhole, 1));
   }
 
