@@ -67,27 +67,12 @@ class AdmissionScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override {
     h_.StartKubelet();
-    const std::string pod_resources = h_.tmp() + "/pod-resources/kubelet.sock";
     std::filesystem::create_directories(h_.tmp() + "/pod-resources");
-    ASSERT_TRUE(h_.kubelet().StartPodResources(pod_resources).ok());
-    h_.WriteConfig(
-        "version: v1\n"
-        "flags:\n"
-        "  mpsRoot: " +
-        h_.mps_root() +
-        "\n"
-        "sharing:\n"
-        "  mps:\n"
-        "    perContainerLimits: true\n"
-        "    resources:\n"
-        "    - name: gpu\n"
-        "      rename: gpu.shared\n"
-        "      replicas: " +
-        std::to_string(kReplicas) + "\n");
+    ASSERT_TRUE(h_.kubelet().StartPodResources(h_.pod_resources_socket()).ok());
+    h_.WriteSharedMpsConfig(kReplicas);
     BuildSpec();
     h_.StartMpsDaemon();
-    h_.StartDaemon(kNode,
-                   {"--pod-resources-socket=" + pod_resources, "--pod-resources-period=100ms"});
+    h_.StartDaemon(kNode, {"--pod-resources-period=100ms"});
     ASSERT_TRUE(h_.kubelet().WaitForRegistrations(kShared, 1, kWait));
     ASSERT_TRUE(WaitFresh()) << "the daemon never advertised the empty node's capacity";
   }

@@ -80,6 +80,14 @@ void DaemonHarness::WriteConfig(const std::string& yaml) {
   has_config_ = true;
 }
 
+void DaemonHarness::WriteSharedMpsConfig(int replicas, const std::string& devices) {
+  std::string yaml = "version: v1\nflags:\n  mpsRoot: " + mps_root() +
+                     "\nsharing:\n  mps:\n    perContainerLimits: true\n    resources:\n"
+                     "    - name: gpu\n      rename: gpu.shared\n";
+  if (!devices.empty()) yaml += "      devices: " + devices + "\n";
+  WriteConfig(yaml + "      replicas: " + std::to_string(replicas) + "\n");
+}
+
 void DaemonHarness::StartDaemon(const std::string& node, const std::vector<std::string>& args,
                                 const std::vector<std::string>& env) {
   auto child = SpawnDaemon(node, args, env, tmp_ + "/plugin.log");

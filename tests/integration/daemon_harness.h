@@ -48,6 +48,10 @@ class DaemonHarness {
   TestKubelet& kubelet() { return *kubelet_; }
 
   void WriteConfig(const std::string& yaml);
+  // A per-container MPS config under mps_root(): GPUs `devices` (a YAML list such as "[0, 1]";
+  // empty: all) shared as nvidia.com/gpu.shared with `replicas` shares each; the rest stay
+  // nvidia.com/gpu.
+  void WriteSharedMpsConfig(int replicas, const std::string& devices = "");
   // Starts the daemon. Flags: --nvml-library (fake), --kubelet-socket, --config-file if a config
   // was written, plus `args`. Env: FAKE_NVML_NODE=<node>, FAKE_NVML_EVENTS, NVDP_SYSFS_ROOT, plus
   // `env` ("K=V").

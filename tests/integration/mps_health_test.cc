@@ -33,22 +33,7 @@ bool AllUnhealthy(const std::vector<DeviceState>& devices) {
 
 class MpsHealthTest : public ::testing::Test {
  protected:
-  void WriteMpsConfig() {
-    h_.WriteConfig(
-        "version: v1\n"
-        "flags:\n"
-        "  mpsRoot: " +
-        h_.mps_root() +
-        "\n"
-        "sharing:\n"
-        "  mps:\n"
-        "    perContainerLimits: true\n"
-        "    resources:\n"
-        "    - name: gpu\n"
-        "      rename: gpu.shared\n"
-        "      devices: [0, 1, 2, 3]\n"
-        "      replicas: 10\n");
-  }
+  void WriteMpsConfig() { h_.WriteSharedMpsConfig(10, "[0, 1, 2, 3]"); }
   void StartAll() {
     h_.StartKubelet();
     WriteMpsConfig();

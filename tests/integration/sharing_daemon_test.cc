@@ -29,22 +29,7 @@ size_t CountHealthy(const std::vector<DeviceState>& devices) {
 
 class MpsDaemonTest : public ::testing::Test {
  protected:
-  void WriteMpsConfig() {
-    h_.WriteConfig(
-        "version: v1\n"
-        "flags:\n"
-        "  mpsRoot: " +
-        h_.mps_root() +
-        "\n"
-        "sharing:\n"
-        "  mps:\n"
-        "    perContainerLimits: true\n"
-        "    resources:\n"
-        "    - name: gpu\n"
-        "      rename: gpu.shared\n"
-        "      devices: [0, 1, 2, 3]\n"
-        "      replicas: 100\n");
-  }
+  void WriteMpsConfig() { h_.WriteSharedMpsConfig(100, "[0, 1, 2, 3]"); }
   void StartAll() {
     h_.StartKubelet();
     WriteMpsConfig();
@@ -157,9 +142,7 @@ TEST_F(MpsDaemonTest, WaitsForTheControlDaemonAndTracksItsHealth) {
 
 TEST_F(MpsDaemonTest, NoGpuGetsMoreContainersThanItsMpsServerAccepts) {
   h_.StartKubelet();
-  h_.WriteConfig("version: v1\nflags:\n  mpsRoot: " + h_.mps_root() +
-                 "\nsharing:\n  mps:\n    perContainerLimits: true\n    resources:\n"
-                 "    - {name: gpu, rename: gpu.shared, devices: [0], replicas: 100}\n");
+  h_.WriteSharedMpsConfig(100, "[0]");
   h_.StartMpsDaemon();
   h_.StartDaemon();
   ASSERT_TRUE(h_.kubelet().WaitForDevices(
