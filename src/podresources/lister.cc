@@ -17,6 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "podresources/v1/api.grpc.pb.h"
+#include "rpc/unix_channel.h"
 
 namespace nvdp::podresources {
 namespace {
@@ -34,16 +35,10 @@ std::string CodeName(absl::StatusCode code) {
   return absl::StrReplaceAll(absl::AsciiStrToLower(absl::StatusCodeToString(code)), {{"_", " "}});
 }
 
-// A channel of our own to the socket, dialled at once and without connection sharing (as
-// rpc::UnixChannel does), with a bound on what it accepts.
+// A channel of our own to the socket, dialled at once and without connection sharing, with a
+// bound on what it accepts.
 std::shared_ptr<grpc::Channel> Dial(const std::string& socket_path) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(kMaxResponseBytes);
-  return grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
+  return rpc::UnixChannel(socket_path, kMaxResponseBytes);
 }
 
 std::vector<ContainerDevices> Flatten(const v1::ListPodResourcesResponse& response) {

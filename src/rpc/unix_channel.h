@@ -12,6 +12,9 @@
 
 namespace nvdp::rpc {
 
-std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path);
+// `max_receive_bytes` > 0 bounds the size of a message the channel accepts (gRPC's default, 4 MiB,
+// otherwise).
+std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path,
+                                           int max_receive_bytes = 0);
 
 }  // namespace nvdp::rpc
