@@ -159,6 +159,17 @@ TEST_F(MpsDaemonTest, NoGpuGetsMoreContainersThanItsMpsServerAccepts) {
   ASSERT_FALSE(forced.ok());
   EXPECT_EQ(forced.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(forced.status().message(), HasSubstr("already serves 48 MPS clients"));
+
+  // No PodResources server here: one warning (however many refreshes failed), and the list is not
+  // shaped: GPU 0's 52 free shares stay Healthy.
+  const std::string log = h_.DaemonLog();
+  size_t warnings = 0;
+  for (size_t at = log.find("capacity shaping is off"); at != std::string::npos;
+       at = log.find("capacity shaping is off", at + 1)) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 1u) << log;
+  EXPECT_EQ(CountHealthy(h_.kubelet().Devices(kShared)), 100u);
 }
 
 TEST(TimeSlicingDaemonTest, ReplicasAreAdvertisedAndDeduplicated) {
