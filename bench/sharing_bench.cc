@@ -4,7 +4,8 @@
 // part-used node (GPUs 0-7 at 30, 70, 0, 100, 50, 10, 0 and 90 % in use),
 // `available` in the scrambled order kubelet's sets produce, and request sizes
 // of 5 %, 30 %, one GPU and two GPUs. The uniform-MPS / time-slicing greedy
-// pick is measured too.
+// pick is measured too, and capacity shaping with the ledger's refresh from a
+// PodResources List.
 //
 // Single-threaded; every benchmark builds its inputs before timing.
 #include <benchmark/benchmark.h>
@@ -14,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "ledger/ledger.h"
+#include "sharing/capacity.h"
 #include "sharing/sharing.h"
 
 namespace nvdp::sharing {
@@ -97,6 +100,49 @@ void BM_PreferredAllocationGreedy(benchmark::State& state) {
   }
 }
 
+// The node's occupancy as the ledger reports it (kUsedPercent of each GPU, one container per 10%).
+Occupancy Used(const ResourceSpec& spec) {
+  Occupancy occupancy = EmptyOccupancy(spec);
+  for (int g = 0; g < kGpus; ++g) {
+    const int used = spec.replicas * kUsedPercent[g] / 100;
+    for (int r = 0; r < used; ++r)
+      occupancy.allocated[static_cast<size_t>(g * spec.replicas + r)] = 1;
+    occupancy.clients[static_cast<size_t>(g)] = kUsedPercent[g] / 10;
+  }
+  return occupancy;
+}
+
+// Capacity shaping, recomputed after every grant and release.
+void BM_ShapeCapacity(benchmark::State& state) {
+  ResourceSpec spec = Node(Mode::kMps, static_cast<int>(state.range(0)));
+  spec.capacity_shaping = true;
+  const Occupancy occupancy = Used(spec);
+  const std::vector<char> usable(kGpus, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(ShapeCapacity(spec, occupancy, usable));
+}
+
+// Applying one PodResources List to a ledger: the part-used node as one container per 10% of a
+// GPU, every refresh period.
+void BM_LedgerApplyList(benchmark::State& state) {
+  const ResourceSpec spec = Node(Mode::kMps, static_cast<int>(state.range(0)));
+  std::vector<podresources::ContainerDevices> listed;
+  for (int g = 0; g < kGpus; ++g) {
+    const int step = spec.replicas / 10;
+    for (int c = 0; c < kUsedPercent[g] / 10; ++c) {
+      podresources::ContainerDevices entry{
+          "default", "pod-" + std::to_string(g * 10 + c), "app", spec.name, {}};
+      for (int r = c * step; r < (c + 1) * step; ++r) {
+        entry.device_ids.push_back(FormatShareId(spec.gpus[static_cast<size_t>(g)].uuid, r));
+      }
+      listed.push_back(std::move(entry));
+    }
+  }
+  ledger::Ledger ledger(spec);
+  ledger.ApplyList(listed);
+  for (auto _ : state) ledger.ApplyList(listed);
+  state.counters["containers"] = static_cast<double>(listed.size());
+}
+
 void Sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"shares", "pct"});
   for (int shares : {100, 1000}) {
@@ -114,6 +160,8 @@ void GreedySizes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_PreferredAllocation)->Apply(Sizes);
 BENCHMARK(BM_GrantContainer)->Apply(Sizes);
 BENCHMARK(BM_PreferredAllocationGreedy)->Apply(GreedySizes);
+BENCHMARK(BM_ShapeCapacity)->ArgName("shares")->Arg(100)->Arg(1000);
+BENCHMARK(BM_LedgerApplyList)->ArgName("shares")->Arg(100)->Arg(1000);
 
 }  // namespace
 }  // namespace nvdp::sharing
