@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
                  "(capacity shaping, MPS client cap); empty: not used (default "
                  "/var/lib/kubelet/pod-resources/kubelet.sock)")
       ->envname("POD_RESOURCES_SOCKET")
+      ->expected(0, 1)  // `--pod-resources-socket=` turns it off
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string pod_resources_period = "5s";
   cli.add_option("--pod-resources-period", pod_resources_period,
