@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "logging/logging.h"
 #include "mps/clock.h"
 #include "mps/control.h"
 #include "mps/process.h"
@@ -105,7 +106,10 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
       }
     }
     Gate* raw = gate.get();
-    gate->thread = std::thread([this, name = name, raw] { RunGate(name, *raw); });
+    gate->thread = std::thread([this, name = name, raw] {
+      logging::NameThisThread("nvdp-mps-gate");
+      RunGate(name, *raw);
+    });
     gates_.emplace(name, std::move(gate));
   }
 }

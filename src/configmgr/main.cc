@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
 
   absl::Notification stop;
   std::thread([&signals, &stop] {
+    nvdp::logging::NameThisThread("nvdp-signals");
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::kubelet {
@@ -36,7 +37,10 @@ absl::StatusOr<std::unique_ptr<DirWatcher>> DirWatcher::Create(std::string dir, 
     return absl::NotFoundError(
         absl::StrCat("cannot watch ", watcher->dir_, ": ", std::strerror(errno)));
   }
-  watcher->thread_ = std::thread([w = watcher.get()] { w->Run(); });
+  watcher->thread_ = std::thread([w = watcher.get()] {
+    logging::NameThisThread("nvdp-dirwatch");
+    w->Run();
+  });
   return watcher;
 }
 

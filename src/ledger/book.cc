@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::ledger {
@@ -28,8 +29,18 @@ LedgerBook::LedgerBook(std::unique_ptr<podresources::Lister> lister, std::string
 LedgerBook::~LedgerBook() { Stop(); }
 
 void LedgerBook::Start() {
-  if (lister_ == nullptr || thread_.joinable()) return;
-  thread_ = std::thread([this] { Run(); });
+  absl::MutexLock lock(&mu_);
+  started_ = true;
+  StartThreadIfNeededLocked();
+}
+
+void LedgerBook::StartThreadIfNeededLocked() {
+  // A node without per-container MPS resources never needs the thread.
+  if (lister_ == nullptr || !started_ || stop_ || ledgers_.empty() || thread_.joinable()) return;
+  thread_ = std::thread([this] {
+    logging::NameThisThread("nvdp-ledger");
+    Run();
+  });
 }
 
 void LedgerBook::Stop() {
@@ -50,6 +61,7 @@ std::shared_ptr<Ledger> LedgerBook::For(const sharing::ResourceSpec& spec) {
       poked_ = true;  // learn what is held before shaping
     }
     ledger = slot;
+    StartThreadIfNeededLocked();
   }
   return ledger;
 }

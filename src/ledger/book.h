@@ -7,7 +7,7 @@
 // stays off. The first failure is logged once as a warning, with what it costs; recovery as info.
 // Lists only while some ledger exists, so a node without such resources never calls kubelet.
 //
-// Owns one thread (Start .. Stop). Thread-safe: every public method may be called from any thread.
+// Owns one thread, started with the first ledger (after Start) and joined by Stop. Thread-safe: every public method may be called from any thread.
 #pragma once
 
 #include <map>
@@ -52,6 +52,7 @@ class LedgerBook {
 
  private:
   void Run();
+  void StartThreadIfNeededLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<podresources::Lister> lister_;
   const std::string source_;
@@ -64,7 +65,9 @@ class LedgerBook {
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Ledger>> ledgers_ ABSL_GUARDED_BY(mu_);
   bool poked_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Created under mu_ while !stop_ (from the first ledger on); joined by Stop once stop_ is set.
   std::thread thread_;
 };
 

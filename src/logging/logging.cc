@@ -1,5 +1,7 @@
 #include "logging/logging.h"
 
+#include <pthread.h>
+
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -11,6 +13,12 @@ void Setup(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::flush_on(spdlog::level::info);
+}
+
+void NameThisThread(std::string_view name) {
+  char buffer[16] = {};  // the kernel keeps 15 characters and the terminator
+  name.copy(buffer, sizeof(buffer) - 1);
+  pthread_setname_np(pthread_self(), buffer);
 }
 
 }  // namespace nvdp::logging

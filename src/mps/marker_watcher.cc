@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::mps {
@@ -59,7 +60,10 @@ absl::StatusOr<std::unique_ptr<MarkerWatcher>> MarkerWatcher::Create() {
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(err)));
   }
   std::unique_ptr<MarkerWatcher> watcher(new MarkerWatcher(inotify_fd, wake_fd));
-  watcher->thread_ = std::thread([w = watcher.get()] { w->Run(); });
+  watcher->thread_ = std::thread([w = watcher.get()] {
+    logging::NameThisThread("nvdp-markers");
+    w->Run();
+  });
   return watcher;
 }
 

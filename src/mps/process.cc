@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "logging/logging.h"
 
 extern char** environ;
 
@@ -163,6 +164,7 @@ class Child final : public ChildProcess {
     abandoned_ = true;
     const pid_t pid = pid_;
     std::thread([pid] {
+      logging::NameThisThread("nvdp-reaper");
       int status;
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }

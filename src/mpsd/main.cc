@@ -303,7 +303,10 @@ int Run(const nvdp::config::FlagOverrides& command_line, const nvdp::config::Fla
     if (absl::Status s = supervisor.StartAll(); !s.ok()) {
       spdlog::error("{}", std::string(s.message()));  // failed daemons are retried by Run
     }
-    std::thread supervising([&supervisor] { supervisor.Run(); });
+    std::thread supervising([&supervisor] {
+      nvdp::logging::NameThisThread("nvdp-supervisor");
+      supervisor.Run();
+    });
     bool next_round = false;
     while (!next_round) {
       const int sig = *signals.Next();
@@ -409,6 +412,7 @@ int main(int argc, char** argv) {
   // exits.
   static SignalRouter* const signals = new SignalRouter();
   std::thread([handled] {
+    nvdp::logging::NameThisThread("nvdp-signals");
     while (true) {
       int sig = 0;
       if (sigwait(&handled, &sig) != 0) continue;
