@@ -81,9 +81,10 @@ function(nvdp_static_deps_rewrite)
       set_target_properties(${target} PROPERTIES INTERFACE_LINK_LIBRARIES "${rewritten}")
     endif()
   endforeach()
-  # The binaries speak gRPC only over unix sockets with insecure credentials, so gRPC's "unsecure"
-  # build (no TLS/ALTS credentials, no OpenSSL) does; it cuts ~6 MiB of the plugin. gRPC::grpc++
-  # is pointed at libgrpc++_unsecure.a and libgrpc_unsecure.a, which leaves OpenSSL out of the link.
+  # The binaries speak gRPC only over unix sockets with insecure credentials, which gRPC's
+  # "unsecure" build (no TLS/ALTS credentials, no OpenSSL) serves as well; it cuts ~6 MiB of the
+  # plugin. gRPC::grpc++ is pointed at libgrpc++_unsecure.a and libgrpc_unsecure.a, which leaves
+  # OpenSSL out of the link.
   if(NVDP_GRPC_UNSECURE AND TARGET gRPC::grpc++ AND TARGET gRPC::grpc++_unsecure)
     foreach(prop IMPORTED_LOCATION IMPORTED_LOCATION_NONE IMPORTED_LOCATION_RELEASE)
       get_target_property(location gRPC::grpc++_unsecure ${prop})
