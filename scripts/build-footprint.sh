@@ -2,8 +2,9 @@
 # Measures what docs/performance.md ("Builds") reports for the binaries in BIN_DIR: file sizes
 # (as built and stripped), `--help` wall and CPU time (median of RUNS spawns), and the idle memory
 # of nvidia-device-plugin registered with 8 fake GPUs (VmRSS/RssAnon/RssFile, median of 7 runs, with
-# the largest mappings of the first run). With FOOTPRINT=1 also bench/daemon_footprint's
-# start-to-registered time run against BIN_DIR's binaries.
+# the largest mappings of the first run) and of mps-control-daemon serving 8 GPUs x 100 MPS shares
+# (median of 5). With FOOTPRINT=1 also bench/daemon_footprint's start-to-registered time, run
+# against BIN_DIR's binaries.
 # Usage: scripts/build-footprint.sh BIN_DIR [RUNS]. The fake NVML, the kubelet stand-in and
 # daemon_footprint come from TOOLS_BUILD (default build, the normal build with tests and benchmarks).
 set -euo pipefail
@@ -116,6 +117,36 @@ for run in 1 2 3 4 5 6 7; do
   wait "$plugin" "$standin" 2>/dev/null || true
 done
 printf '%s\n' "${results[@]}" | sort -n -k2 | sed -n 4p | sed 's/^/median (by VmRSS): /'
+
+echo "== mps-control-daemon idle, 8 GPUs x 100 MPS shares, fake control daemon (kB)"
+results=()
+for run in 1 2 3 4 5; do
+  dir=$work/mpsd$run
+  mkdir -p "$dir"
+  printf 'version: v1\nflags:\n  mpsRoot: %s/mps\nsharing:\n  mps:\n    perContainerLimits: true\n    resources:\n    - name: gpu\n      replicas: 100\n' \
+    "$dir" >"$dir/config.yaml"
+  FAKE_NVML_NODE=$node "$bin_dir/mps-control-daemon" \
+    --nvml-library="$tools/lib/fake-nvml/libnvidia-ml.so.1" \
+    --mps-control-binary="$tools/bin/fake-mps-control" --config-file="$dir/config.yaml" \
+    --set-compute-mode=false --log-level=error >"$dir/mpsd.log" 2>&1 &
+  mpsd=$!
+  for _ in $(seq 100); do
+    [ -e "$dir/mps/.ready" ] && break
+    sleep 0.05
+  done
+  [ -e "$dir/mps/.ready" ] || echo "run $run: MPS daemons not ready?" >&2
+  sleep 1.5
+  cxx=0
+  if ! readelf -d "$bin_dir/mps-control-daemon" | grep -q 'libstdc++'; then
+    cxx=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ && name ~ /lib(stdc\+\+|gcc_s)\.so/ {kb += $2}
+               END {print kb + 0}' "/proc/$mpsd/smaps")
+  fi
+  status=$(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s %s ", $1, $2}' "/proc/$mpsd/status")
+  results+=("$status fake-NVML's-libstdc++/libgcc_s: $cxx")
+  kill "$mpsd"
+  wait "$mpsd" 2>/dev/null || true
+done
+printf '%s\n' "${results[@]}" | sort -n -k2 | sed -n 3p | sed 's/^/median (by VmRSS): /'
 
 if [ "${FOOTPRINT:-0}" = 1 ]; then
   echo "== bench/daemon_footprint against $bin_dir"
