@@ -1,6 +1,8 @@
 # NVDP_STATIC_DEPS: link the third-party libraries statically into the binaries, for the container
-# image (deployments/container). glibc, libstdc++ and libgcc_s stay dynamic: the plugin dlopen()s
-# libnvidia-ml.so.1 at run time, which a fully static glibc binary cannot do reliably.
+# image (deployments/container); libstdc++ and libgcc too (-static-libstdc++ -static-libgcc).
+# glibc stays dynamic: the plugin dlopen()s libnvidia-ml.so.1 at run time, which a fully static
+# glibc binary cannot do reliably (and -static measured slower to start). docs/performance.md
+# ("Builds") has the measurements behind these choices.
 #
 # Debian ships the packages' CMake configs pointing at the shared objects; next to each
 # /usr/lib/x86_64-linux-gnu/libX.so there is a libX.a (gRPC, protobuf, abseil, c-ares, re2, upb,
@@ -79,6 +81,21 @@ function(nvdp_static_deps_rewrite)
       set_target_properties(${target} PROPERTIES INTERFACE_LINK_LIBRARIES "${rewritten}")
     endif()
   endforeach()
+  # The binaries speak gRPC only over unix sockets with insecure credentials, which gRPC's
+  # "unsecure" build (no TLS/ALTS credentials, no OpenSSL) serves as well; it cuts ~6 MiB of the
+  # plugin. gRPC::grpc++ is pointed at libgrpc++_unsecure.a and libgrpc_unsecure.a, which leaves
+  # OpenSSL out of the link.
+  if(NVDP_GRPC_UNSECURE AND TARGET gRPC::grpc++ AND TARGET gRPC::grpc++_unsecure)
+    foreach(prop IMPORTED_LOCATION IMPORTED_LOCATION_NONE IMPORTED_LOCATION_RELEASE)
+      get_target_property(location gRPC::grpc++_unsecure ${prop})
+      if(location)
+        set_target_properties(gRPC::grpc++ PROPERTIES ${prop} "${location}")
+      endif()
+    endforeach()
+    get_target_property(links gRPC::grpc++_unsecure INTERFACE_LINK_LIBRARIES)
+    set_target_properties(gRPC::grpc++ PROPERTIES INTERFACE_LINK_LIBRARIES "${links}")
+    message(STATUS "NVDP_STATIC_DEPS: gRPC::grpc++ is gRPC's unsecure build (no OpenSSL)")
+  endif()
   # libprotobuf.a uses zlib (gzip streams); the shared library carried that dependency itself.
   if(TARGET protobuf::libprotobuf AND TARGET ZLIB::ZLIB)
     set_property(TARGET protobuf::libprotobuf APPEND PROPERTY
@@ -99,3 +116,17 @@ macro(nvdp_static_spdlog)
     INTERFACE_COMPILE_DEFINITIONS SPDLOG_FMT_EXTERNAL
     INTERFACE_LINK_LIBRARIES "fmt::fmt-header-only;Threads::Threads")
 endmacro()
+
+# Link flags of the static build. Every configuration: libstdc++ and libgcc linked in (the image
+# then holds only glibc; the NVIDIA driver libraries injected at run time need nothing else).
+# Release, in addition to -ffunction-sections -fdata-sections -Wl,--gc-sections
+# (cmake/ProjectOptions.cmake): optimized hash tables, only needed libraries, packed relative
+# relocations (DT_RELR, glibc >= 2.36: smaller and faster to relocate, PIE/ASLR kept), full RELRO,
+# stripped binaries.
+function(nvdp_static_link_options)
+  add_link_options(-static-libstdc++ -static-libgcc)
+  set(release_flags -O1 --as-needed -z,pack-relative-relocs -z,now -z,relro --strip-all)
+  foreach(flag ${release_flags})
+    add_link_options($<$<CONFIG:Release>:LINKER:${flag}>)
+  endforeach()
+endfunction()

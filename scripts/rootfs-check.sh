@@ -44,15 +44,23 @@ pass() { echo "rootfs-check: ok: $*"; }
 
 deployments/container/make-rootfs.sh "$bin_dir" "$rootfs"
 
-# The driver, as the toolkit would inject it; its own dependencies must already be in the image
-# (the real libnvidia-ml.so.1 needs only glibc; the fake also needs libstdc++, as our binaries do).
-driver_lib=/driver-root/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1
-mkdir -p "$(dirname "$rootfs$driver_lib")"
+# The driver, as the toolkit would inject it. The real libnvidia-ml.so.1 needs only glibc, which
+# must already be in the image. The fake is C++ and also needs libstdc++ and libgcc_s, which the
+# image no longer holds (the binaries link them statically): those are injected next to it, as
+# part of the fake driver, and found through LD_LIBRARY_PATH in the plugin's run below.
+driver_dir=/driver-root/usr/lib/x86_64-linux-gnu
+driver_lib=$driver_dir/libnvidia-ml.so.1
+mkdir -p "$rootfs$driver_dir"
 cp -L "$fake_nvml" "$rootfs$driver_lib"
-while read -r soname; do
-  [ -e "$rootfs/usr/lib/x86_64-linux-gnu/$soname" ] ||
-    fail "the fake NVML needs $soname, which is not in the image"
-done < <(ldd "$fake_nvml" | awk '$2 == "=>" {print $1}')
+while read -r soname path; do
+  case "$soname" in
+    libstdc++.so.* | libgcc_s.so.*) cp -L "$path" "$rootfs$driver_dir/$soname" ;;
+    *)
+      [ -e "$rootfs/usr/lib/x86_64-linux-gnu/$soname" ] ||
+        fail "the fake NVML needs $soname, which is not in the image"
+      ;;
+  esac
+done < <(ldd "$fake_nvml" | awk '$2 == "=>" {print $1, $3}')
 mkdir -p "$rootfs/fake" "$rootfs/etc/nvdp" "$rootfs/var/lib/kubelet/device-plugins"
 cp "$node" "$rootfs/fake/node.json"
 cp examples/time-slicing.yaml examples/mps-per-container.yaml "$rootfs/etc/nvdp/"
@@ -94,7 +102,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 # Started directly, not through a function, so that $! is the plugin (env and chroot exec it).
-"${run_in[@]}" /usr/bin/nvidia-device-plugin --nvml-library="$driver_lib" >"$work/plugin.log" 2>&1 &
+"${run_in[@]:0:2}" LD_LIBRARY_PATH="$driver_dir" "${run_in[@]:2}" /usr/bin/nvidia-device-plugin \
+  --nvml-library="$driver_lib" >"$work/plugin.log" 2>&1 &
 plugin_pid=$!
 pids+=("$plugin_pid")
 if wait "$standin_pid"; then
