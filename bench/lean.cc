@@ -492,7 +492,7 @@ int main(int argc, char** argv) {
     std::string config;
   };
   std::vector<double> ratio[2], empty_p99[2], prefer_p99[2], empty_p50[2], prefer_p50[2],
-      first_list_us[2], list_empty_us[2];
+      first_list_us[2], list_empty_us[2], pooled_empty[2], pooled_prefer[2];
   int listed[2] = {0, 0};
   double rss_start = 0, rss_half = 0, rss_end = 0, rss_settled = 0, plugin_rss_mps[2] = {0, 0};
   const Shape shapes[] = {{100, 30, config100}, {1000, 300, config1000}};
@@ -542,6 +542,8 @@ int main(int argc, char** argv) {
       empty_p50[shape].push_back(Percentile(e, 0.5));
       prefer_p50[shape].push_back(Percentile(p, 0.5));
       ratio[shape].push_back(Percentile(p, 0.99) / Percentile(e, 0.99));
+      pooled_empty[shape].insert(pooled_empty[shape].end(), e.begin(), e.end());
+      pooled_prefer[shape].insert(pooled_prefer[shape].end(), p.begin(), p.end());
       // First ListAndWatch, next to an empty call.
       list_empty_us[shape].push_back(Us(rpc.Empty()));
       first_list_us[shape].push_back(Us(rpc.FirstList(&listed[shape])));
@@ -572,14 +574,17 @@ int main(int argc, char** argv) {
               "rounds):\n\n",
               runs, calls);
   std::printf("| shape | GetDevicePluginOptions p50 / p99 | GetPreferredAllocation p50 / p99 | "
-              "p99 ratio (min-max) | first ListAndWatch (devices) | empty call next to it | "
-              "plugin VmRSS |\n|---|---:|---:|---:|---:|---:|---:|\n");
+              "p99 ratio, median of rounds (min-max) | p99 ratio, all calls pooled | "
+              "first ListAndWatch (devices) | empty call next to it | plugin VmRSS |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int shape = 0; shape < 2; ++shape) {
-    std::printf("| %s | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× (%.2f-%.2f) | %.0f µs (%d) | %.0f "
-                "µs | %.2f MiB |\n",
+    std::printf("| %s | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× (%.2f-%.2f) | %.2f× | %.0f µs "
+                "(%d) | %.0f µs | %.2f MiB |\n",
                 kShape[shape], Median(empty_p50[shape]), Median(empty_p99[shape]),
                 Median(prefer_p50[shape]), Median(prefer_p99[shape]), Median(ratio[shape]),
-                Min(ratio[shape]), Max(ratio[shape]), Median(first_list_us[shape]),
+                Min(ratio[shape]), Max(ratio[shape]),
+                Percentile(pooled_prefer[shape], 0.99) / Percentile(pooled_empty[shape], 0.99),
+                Median(first_list_us[shape]),
                 listed[shape], Median(list_empty_us[shape]), plugin_rss_mps[shape]);
   }
   std::printf("\nVmRSS across %d RPCs (GetPreferredAllocation + Allocate pairs, 8 GPUs x 100): "
@@ -623,10 +628,10 @@ int main(int argc, char** argv) {
            Median(plugin_fp[1].cpu_ms_per_min)),
        Verdict(cpu <= 1));
   Emit("GetPreferredAllocation p99 / empty p99, 8×100", "≤ 1.5×",
-       Fmt("%.2f× (%.0f / %.0f µs)", Median(ratio[0]), Median(prefer_p99[0]), Median(empty_p99[0])),
+       Fmt("%.2f× (rounds %.2f-%.2f)", Median(ratio[0]), Min(ratio[0]), Max(ratio[0])),
        Verdict(Median(ratio[0]) <= 1.5));
   Emit("GetPreferredAllocation p99 / empty p99, 8×1000", "≤ 3×",
-       Fmt("%.2f× (%.0f / %.0f µs)", Median(ratio[1]), Median(prefer_p99[1]), Median(empty_p99[1])),
+       Fmt("%.2f× (rounds %.2f-%.2f)", Median(ratio[1]), Min(ratio[1]), Max(ratio[1])),
        Verdict(Median(ratio[1]) <= 3));
   Emit("first ListAndWatch, " + std::to_string(listed[0]) + " devices", "≤ 0.5 ms",
        Fmt("%.3f ms", Median(first_list_us[0]) / 1000), Verdict(Median(first_list_us[0]) <= 500));
