@@ -79,7 +79,10 @@ figures="$build/figures.tsv"
 # Runs a bench binary: its FIGURE lines go to the final table, the rest is printed as is.
 run_figures() {
   local out="$build/$1.out"
-  "$build/bin/$1" "${@:2}" 2>"$build/$1.err" >"$out" || { cat "$build/$1.err"; exit 1; }
+  if ! "$build/bin/$1" "${@:2}" 2>"$build/$1.err" >"$out"; then
+    echo "$1 failed (its figures are missing below):"
+    tail -20 "$build/$1.err"
+  fi
   grep -v -e '^FIGURE	' -e '^fake-mps-control' "$out" || true
   grep '^FIGURE	' "$out" >>"$figures" || true
 }
