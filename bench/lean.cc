@@ -66,8 +66,12 @@ double Median(const std::vector<double>& v) {
   const size_t n = s.size();
   return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
-double Max(const std::vector<double>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
-double Min(const std::vector<double>& v) { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
+double Max(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+double Min(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+}
 
 // The first three fields of /proc/loadavg: how busy the machine was around a measurement.
 std::string LoadAverage() {
@@ -158,7 +162,7 @@ std::string ThreadNames(int pid) {
 struct Footprint {
   std::vector<double> rss_mib, anon_mib, file_mib, threads, wakeups_per_s, cpu_ms_per_min,
       stat_cpu_ms_per_min;
-  std::map<std::string, int> names;  // grouped names -> how many runs saw them
+  std::map<std::string, int> names;               // grouped names -> how many runs saw them
   std::map<std::string, double> wakeups_by_name;  // thread name -> timeslices/s, summed over runs
   std::map<std::string, double> cpu_by_name;      // thread name -> CPU ms/min, summed over runs
   // Wake-ups of every thread but one of the process's own name sleeping in nanosleep: the health
@@ -225,7 +229,8 @@ std::string RssByMapping(int pid, size_t top) {
   for (size_t i = 0; i < std::min(top, sorted.size()); ++i) {
     if (!out.empty()) out += ", ";
     char buf[128];
-    std::snprintf(buf, sizeof(buf), "%s %.2f MiB", sorted[i].second.c_str(), sorted[i].first / 1024.0);
+    std::snprintf(buf, sizeof(buf), "%s %.2f MiB", sorted[i].second.c_str(),
+                  sorted[i].first / 1024.0);
     out += buf;
   }
   return out;
@@ -245,7 +250,8 @@ std::unique_ptr<nvdp::mps::ChildProcess> Spawn(const nvdp::mps::CommandSpec& spe
   }
   auto child = nvdp::mps::RealProcessRunner().Spawn(spec);
   if (pinned) ::sched_setaffinity(0, sizeof(saved), &saved);
-  if (!child.ok()) Fail("cannot start " + spec.program + ": " + std::string(child.status().message()));
+  if (!child.ok())
+    Fail("cannot start " + spec.program + ": " + std::string(child.status().message()));
   return *std::move(child);
 }
 
@@ -303,9 +309,9 @@ nvdp::mps::CommandSpec Command(const Setup& s, const std::string& program,
 std::unique_ptr<nvdp::mps::ChildProcess> StartMpsd(const Setup& s, const std::string& config,
                                                    bool pinned) {
   std::filesystem::remove_all(s.tmp + "/mps");
-  auto mpsd = Spawn(Command(s, "mps-control-daemon",
-                            {"--config-file=" + config, "--set-compute-mode=false"}),
-                    pinned);
+  auto mpsd = Spawn(
+      Command(s, "mps-control-daemon", {"--config-file=" + config, "--set-compute-mode=false"}),
+      pinned);
   const auto deadline = Clock::now() + kTimeout;
   while (!std::filesystem::exists(s.tmp + "/mps/.ready")) {
     if (Clock::now() > deadline || mpsd->Poll()) Fail("mps-control-daemon never got ready");
@@ -438,23 +444,26 @@ int main(int argc, char** argv) {
   const char* kAffinity[] = {"all CPUs", "CPU 0 (taskset -c 0)"};
   std::printf("Load average before / after the idle runs: %s / %s\n\n", load_before.c_str(),
               LoadAverage().c_str());
-  std::printf("Idle footprint, %d runs per affinity, %.0f s idle windows after registration with "
-              "ListAndWatch open (medians; wake-ups = timeslices run; CPU = schedstat run time; "
-              "stat CPU = utime+stime, clock-tick resolution):\n\n",
-              runs, idle_s);
-  std::printf("| process | affinity | VmRSS | RssAnon | RssFile | threads (min-max) | wake-ups/s "
-              "(max) | CPU ms/min (max) | stat CPU ms/min |\n|---|---|---:|---:|---:|---:|---:|---:|"
-              "---:|\n");
+  std::printf(
+      "Idle footprint, %d runs per affinity, %.0f s idle windows after registration with "
+      "ListAndWatch open (medians; wake-ups = timeslices run; CPU = schedstat run time; "
+      "stat CPU = utime+stime, clock-tick resolution):\n\n",
+      runs, idle_s);
+  std::printf(
+      "| process | affinity | VmRSS | RssAnon | RssFile | threads (min-max) | wake-ups/s "
+      "(max) | CPU ms/min (max) | stat CPU ms/min |\n|---|---|---:|---:|---:|---:|---:|---:|"
+      "---:|\n");
   for (int proc = 0; proc < 2; ++proc) {
     for (int pinned = 0; pinned < 2; ++pinned) {
       const Footprint& f = proc == 0 ? plugin_fp[pinned] : mpsd_fp[pinned];
-      std::printf("| %s | %s | %.2f MiB | %.2f MiB | %.2f MiB | %.0f-%.0f | %.2f (%.2f) | %.3f "
-                  "(%.3f) | %.1f |\n",
-                  proc == 0 ? "nvidia-device-plugin (8 whole GPUs)"
-                            : "mps-control-daemon (one MPS resource)",
-                  kAffinity[pinned], Median(f.rss_mib), Median(f.anon_mib), Median(f.file_mib),
-                  Min(f.threads), Max(f.threads), Median(f.wakeups_per_s), Max(f.wakeups_per_s),
-                  Median(f.cpu_ms_per_min), Max(f.cpu_ms_per_min), Median(f.stat_cpu_ms_per_min));
+      std::printf(
+          "| %s | %s | %.2f MiB | %.2f MiB | %.2f MiB | %.0f-%.0f | %.2f (%.2f) | %.3f "
+          "(%.3f) | %.1f |\n",
+          proc == 0 ? "nvidia-device-plugin (8 whole GPUs)"
+                    : "mps-control-daemon (one MPS resource)",
+          kAffinity[pinned], Median(f.rss_mib), Median(f.anon_mib), Median(f.file_mib),
+          Min(f.threads), Max(f.threads), Median(f.wakeups_per_s), Max(f.wakeups_per_s),
+          Median(f.cpu_ms_per_min), Max(f.cpu_ms_per_min), Median(f.stat_cpu_ms_per_min));
     }
   }
   std::printf("\nThread names (/proc/<pid>/task/*/comm; runs that saw each set):\n\n");
@@ -468,32 +477,34 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("\nIdle wake-ups by thread name and the kernel function it sleeps in (/proc/<tid>/wchan; timeslices/s and CPU ms/min, means over runs):\n\n");
+  std::printf(
+      "\nIdle wake-ups by thread name and the kernel function it sleeps in (/proc/<tid>/wchan; "
+      "timeslices/s and CPU ms/min, means over runs):\n\n");
   for (int proc = 0; proc < 2; ++proc) {
     for (int pinned = 0; pinned < 2; ++pinned) {
       const Footprint& f = proc == 0 ? plugin_fp[pinned] : mpsd_fp[pinned];
       std::string line;
       for (const auto& [name, sum] : f.wakeups_by_name) {
         if (!line.empty()) line += ", ";
-        line += "`" + name + "` " + Fmt("%.2f/s %.2f ms/min", sum / runs,
-                                        f.cpu_by_name.at(name) / runs);
+        line += "`" + name + "` " +
+                Fmt("%.2f/s %.2f ms/min", sum / runs, f.cpu_by_name.at(name) / runs);
       }
       std::printf("- %s, %s: %s\n", proc == 0 ? "nvidia-device-plugin" : "mps-control-daemon",
                   kAffinity[pinned], line.c_str());
     }
   }
-  std::printf("\nVmRSS by mapping (/proc/<pid>/smaps, idle, last unpinned run):\n\n"
-              "- nvidia-device-plugin: %s\n- mps-control-daemon: %s\n",
-              plugin_maps.c_str(), mpsd_maps.c_str());
+  std::printf(
+      "\nVmRSS by mapping (/proc/<pid>/smaps, idle, last unpinned run):\n\n"
+      "- nvidia-device-plugin: %s\n- mps-control-daemon: %s\n",
+      plugin_maps.c_str(), mpsd_maps.c_str());
   std::printf("\nStart-up, %d runs per affinity (median / min / max):\n\n", runs);
   std::printf("| figure | affinity | median | min | max |\n|---|---|---:|---:|---:|\n");
   for (int pinned = 0; pinned < 2; ++pinned) {
     std::printf("| process start -> Register at kubelet | %s | %.2f ms | %.2f ms | %.2f ms |\n",
                 kAffinity[pinned], Median(startup_ms[pinned]), Min(startup_ms[pinned]),
                 Max(startup_ms[pinned]));
-    std::printf("| --help, start -> exit | %s | %.2f ms | %.2f ms | %.2f ms |\n",
-                kAffinity[pinned], Median(help_ms[pinned]), Min(help_ms[pinned]),
-                Max(help_ms[pinned]));
+    std::printf("| --help, start -> exit | %s | %.2f ms | %.2f ms | %.2f ms |\n", kAffinity[pinned],
+                Median(help_ms[pinned]), Min(help_ms[pinned]), Max(help_ms[pinned]));
   }
   std::fflush(stdout);
 
@@ -514,10 +525,10 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(s.tmp + "/dp");
     auto kubelet = nvdp::testing::TestKubelet::Start(s.tmp + "/dp");
     if (!kubelet.ok()) Fail("cannot start the test kubelet");
-    auto plugin = Spawn(Command(s, "nvidia-device-plugin",
-                                {"--config-file=" + sh.config,
-                                 "--kubelet-socket=" + s.tmp + "/dp/kubelet.sock"}),
-                        false);
+    auto plugin = Spawn(
+        Command(s, "nvidia-device-plugin",
+                {"--config-file=" + sh.config, "--kubelet-socket=" + s.tmp + "/dp/kubelet.sock"}),
+        false);
     const size_t devices = 8 * static_cast<size_t>(sh.replicas);
     if (!(*kubelet)->WaitForDevices(
             kResource, [&](const auto& d) { return d.size() == devices; }, kTimeout)) {
@@ -582,26 +593,30 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(s.tmp);
 
   const char* kShape[] = {"8 GPUs x 100 shares", "8 GPUs x 1000 shares"};
-  std::printf("\nRPCs on one channel, %d rounds of %d interleaved calls each (medians of the "
-              "rounds):\n\n",
-              runs, calls);
-  std::printf("| shape | GetDevicePluginOptions p50 / p99 | GetPreferredAllocation p50 / p99 | "
-              "p99 ratio, median of rounds (min-max) | p99 ratio, all calls pooled | "
-              "first ListAndWatch (devices) | empty call next to it | plugin VmRSS |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "\nRPCs on one channel, %d rounds of %d interleaved calls each (medians of the "
+      "rounds):\n\n",
+      runs, calls);
+  std::printf(
+      "| shape | GetDevicePluginOptions p50 / p99 | GetPreferredAllocation p50 / p99 | "
+      "p99 ratio, median of rounds (min-max) | p99 ratio, all calls pooled | "
+      "first ListAndWatch (devices) | empty call next to it | plugin VmRSS |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int shape = 0; shape < 2; ++shape) {
-    std::printf("| %s | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× (%.2f-%.2f) | %.2f× | %.0f µs "
-                "(%d) | %.0f µs | %.2f MiB |\n",
-                kShape[shape], Median(empty_p50[shape]), Median(empty_p99[shape]),
-                Median(prefer_p50[shape]), Median(prefer_p99[shape]), Median(ratio[shape]),
-                Min(ratio[shape]), Max(ratio[shape]),
-                Percentile(pooled_prefer[shape], 0.99) / Percentile(pooled_empty[shape], 0.99),
-                Median(first_list_us[shape]),
-                listed[shape], Median(list_empty_us[shape]), plugin_rss_mps[shape]);
+    std::printf(
+        "| %s | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× (%.2f-%.2f) | %.2f× | %.0f µs "
+        "(%d) | %.0f µs | %.2f MiB |\n",
+        kShape[shape], Median(empty_p50[shape]), Median(empty_p99[shape]),
+        Median(prefer_p50[shape]), Median(prefer_p99[shape]), Median(ratio[shape]),
+        Min(ratio[shape]), Max(ratio[shape]),
+        Percentile(pooled_prefer[shape], 0.99) / Percentile(pooled_empty[shape], 0.99),
+        Median(first_list_us[shape]), listed[shape], Median(list_empty_us[shape]),
+        plugin_rss_mps[shape]);
   }
-  std::printf("\nVmRSS across %d RPCs (GetPreferredAllocation + Allocate pairs, 8 GPUs x 100): "
-              "%.2f MiB -> %.2f MiB at half -> %.2f MiB -> %.2f MiB 1 s later\n\n",
-              rpcs, rss_start, rss_half, rss_end, rss_settled);
+  std::printf(
+      "\nVmRSS across %d RPCs (GetPreferredAllocation + Allocate pairs, 8 GPUs x 100): "
+      "%.2f MiB -> %.2f MiB at half -> %.2f MiB -> %.2f MiB 1 s later\n\n",
+      rpcs, rss_start, rss_half, rss_end, rss_settled);
 
   // ---- Machine-readable figures.
   const Footprint& pa = plugin_fp[0];
@@ -625,10 +640,12 @@ int main(int argc, char** argv) {
   Emit("--help (all CPUs / CPU 0)", "≤ 4 ms",
        Fmt("%.2f / %.2f ms", Median(help_ms[0]), Median(help_ms[1])),
        Verdict(std::max(Median(help_ms[0]), Median(help_ms[1])) <= 4));
-  const double wake = std::max(Median(plugin_fp[0].wakeups_per_s), Median(plugin_fp[1].wakeups_per_s));
-  Emit("idle wake-ups (all CPUs / CPU 0)", "≤ 1 /s",
-       Fmt("%.2f / %.2f /s", Median(plugin_fp[0].wakeups_per_s), Median(plugin_fp[1].wakeups_per_s)),
-       Verdict(wake <= 1));
+  const double wake =
+      std::max(Median(plugin_fp[0].wakeups_per_s), Median(plugin_fp[1].wakeups_per_s));
+  Emit(
+      "idle wake-ups (all CPUs / CPU 0)", "≤ 1 /s",
+      Fmt("%.2f / %.2f /s", Median(plugin_fp[0].wakeups_per_s), Median(plugin_fp[1].wakeups_per_s)),
+      Verdict(wake <= 1));
   Emit("idle wake-ups less the fake NVML's 20 ms event poll (all CPUs / CPU 0)", "≤ 1 /s",
        Fmt("%.2f / %.2f /s", Median(plugin_fp[0].wakeups_less_fake_poll),
            Median(plugin_fp[1].wakeups_less_fake_poll)),
@@ -639,7 +656,8 @@ int main(int argc, char** argv) {
            Median(plugin_fp[1].cpu_less_fake_poll)),
        Verdict(std::max(Median(plugin_fp[0].cpu_less_fake_poll),
                         Median(plugin_fp[1].cpu_less_fake_poll)) <= 1));
-  const double cpu = std::max(Median(plugin_fp[0].cpu_ms_per_min), Median(plugin_fp[1].cpu_ms_per_min));
+  const double cpu =
+      std::max(Median(plugin_fp[0].cpu_ms_per_min), Median(plugin_fp[1].cpu_ms_per_min));
   Emit("idle CPU (all CPUs / CPU 0)", "≤ 1 ms/min",
        Fmt("%.2f / %.2f ms/min", Median(plugin_fp[0].cpu_ms_per_min),
            Median(plugin_fp[1].cpu_ms_per_min)),
@@ -666,10 +684,10 @@ int main(int argc, char** argv) {
   Emit("mps-control-daemon idle wake-ups (all CPUs / CPU 0)", "≤ 1 /s",
        Fmt("%.2f / %.2f /s", Median(mpsd_fp[0].wakeups_per_s), Median(mpsd_fp[1].wakeups_per_s)),
        Verdict(std::max(Median(mpsd_fp[0].wakeups_per_s), Median(mpsd_fp[1].wakeups_per_s)) <= 1));
-  Emit("mps-control-daemon idle CPU (all CPUs / CPU 0)", "≤ 1 ms/min",
-       Fmt("%.2f / %.2f ms/min", Median(mpsd_fp[0].cpu_ms_per_min),
-           Median(mpsd_fp[1].cpu_ms_per_min)),
-       Verdict(std::max(Median(mpsd_fp[0].cpu_ms_per_min), Median(mpsd_fp[1].cpu_ms_per_min)) <=
-               1));
+  Emit(
+      "mps-control-daemon idle CPU (all CPUs / CPU 0)", "≤ 1 ms/min",
+      Fmt("%.2f / %.2f ms/min", Median(mpsd_fp[0].cpu_ms_per_min),
+          Median(mpsd_fp[1].cpu_ms_per_min)),
+      Verdict(std::max(Median(mpsd_fp[0].cpu_ms_per_min), Median(mpsd_fp[1].cpu_ms_per_min)) <= 1));
   return 0;
 }
