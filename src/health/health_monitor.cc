@@ -99,6 +99,7 @@ absl::Status HealthMonitor::Start() {
     if (shared_->stop) return absl::OkStatus();
     shared_->running = true;
   }
+  absl::MutexLock lock(&thread_mu_);
   thread_ = std::thread(&HealthMonitor::Run, shared_);
   return absl::OkStatus();
 }
@@ -109,6 +110,7 @@ absl::Status HealthMonitor::Start() {
 // wait period on every stop. The daemon stops only to exit, so it skips nvmlShutdown and leaves
 // the Nvml loaded when Stop returns false (see RunDaemon).
 bool HealthMonitor::Stop() {
+  absl::MutexLock thread_lock(&thread_mu_);
   bool blocked_in_nvml = false;
   {
     absl::MutexLock lock(&shared_->mu);

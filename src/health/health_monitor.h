@@ -8,8 +8,8 @@
 // waits for that NVML wait: a thread blocked in it is detached and ends by itself when the wait
 // returns, touching only state it shares with the monitor (never the callback, never the Nvml
 // again). The Nvml must then stay alive and initialised until that wait returns or the process
-// exits; Stop()'s result says which case applies. Thread-safe to Stop from any thread, except from
-// the callback.
+// exits; Stop()'s result says which case applies. Stop and AwaitThreadExit may be called from any
+// thread (also concurrently) except from within the callback.
 #pragma once
 
 #include <chrono>
@@ -21,7 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "nvml/nvml.h"
 
 namespace nvdp::health {
@@ -42,8 +44,9 @@ class HealthMonitor {
  public:
   using Callback = std::function<void(const std::string& gpu_uuid, bool healthy)>;
 
-  // Upstream's event wait (5 s): known to behave with real drivers, and at most 0.2 idle
-  // wake-ups per second. Stop does not depend on it.
+  // Upstream's event wait (5 s): at most 0.2 idle wake-ups per second, and a timeout real drivers
+  // are known to handle. Stop does not depend on it; longer would gain little and keep DlNvml's
+  // event-set lock (which WatchEvents and its destructor take) held longer.
   static constexpr std::chrono::milliseconds kDefaultWaitPeriod{5000};
 
   HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids, HealthSettings settings,
@@ -75,7 +78,8 @@ class HealthMonitor {
   static void Run(std::shared_ptr<Shared> shared);
 
   const std::shared_ptr<Shared> shared_;
-  std::thread thread_;
+  absl::Mutex thread_mu_;  // guards thread_ (Start, Stop)
+  std::thread thread_ ABSL_GUARDED_BY(thread_mu_);
 };
 
 }  // namespace nvdp::health
