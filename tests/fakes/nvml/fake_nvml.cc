@@ -11,8 +11,8 @@
 // Thread-safety: every entry point may be called from any thread (like real
 // NVML); all state sits behind one mutex, which nvmlEventSetWait_v2 releases
 // while it blocks. It blocks like the real call, without polling: on an
-// inotify watch of the events file's directory, until a line is appended or
-// the timeout expires. No exception leaves an exported function.
+// inotify watch of the events file (and of its directory, for the file's
+// creation), until a line is appended or the timeout expires. No exception leaves an exported function.
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
