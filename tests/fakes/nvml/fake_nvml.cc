@@ -12,13 +12,15 @@
 // NVML); all state sits behind one mutex, which nvmlEventSetWait_v2 releases
 // while it blocks. It blocks like the real call, without polling: on an
 // inotify watch of the events file (and of its directory, for the file's
-// creation), until a line is appended or the timeout expires. No exception leaves an exported function.
+// creation), until a line is appended or the timeout expires. No exception leaves an exported
+// function.
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -180,13 +182,22 @@ struct State {
   std::map<nvmlEventSet_st*, std::unique_ptr<nvmlEventSet_st>> sets;
   // $FAKE_NVML_FAIL, parsed at init: "<symbol>" or "<symbol>@<index>" -> code.
   std::map<std::string, nvmlReturn_t> failures;
+
+  ~State();
 };
 
-// Never destroyed: a thread may still be blocked in nvmlEventSetWait_v2 while
-// the process exits (the plugin does not wait for it).
+// Set when the state is destroyed (at exit, or when the library is unloaded).
+// A thread may still be blocked in nvmlEventSetWait_v2 then (the plugin does
+// not wait for it at exit): if its wait ends before the process does, it
+// returns without touching the state. Trivially destructible, so it outlives
+// the state.
+std::atomic<bool> state_gone{false};
+
+State::~State() { state_gone = true; }
+
 State& S() {
-  static State* const state = new State;
-  return *state;
+  static State state;
+  return state;
 }
 
 void Log(const std::string& line) {
@@ -815,6 +826,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
     State& s = S();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
     for (;;) {
+      if (state_gone) return NVML_ERROR_UNINITIALIZED;  // woke during exit
       std::shared_ptr<EventsWatch> watch;
       bool has_events_file = false;
       {
