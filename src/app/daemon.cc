@@ -252,11 +252,18 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     config = reloaded->config;
   }
 
-  monitor.Stop();
+  // Does not wait for the health thread's NVML event wait (up to 5 s); see HealthMonitor::Stop.
+  const bool nvml_idle = monitor.Stop();
   gates.Sync({}, std::nullopt);
   manager.Stop();
   ledgers.Stop();
-  (*nvml)->Shutdown().IgnoreError();
+  if (nvml_idle) {
+    (*nvml)->Shutdown().IgnoreError();
+  } else {
+    // The health thread is still blocked in nvmlEventSetWait_v2: shutting NVML down or unloading
+    // it under that wait is undefined. The process is exiting: leave both to the kernel.
+    static_cast<void>(nvml->release());
+  }
   spdlog::info("stopped");
   return 0;
 }

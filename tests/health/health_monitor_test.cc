@@ -2,9 +2,12 @@
 // scripted Nvml.
 #include "health/health_monitor.h"
 
+#include <chrono>
 #include <deque>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -50,7 +53,8 @@ TEST(HealthSettingsTest, ListsAddAndRemoveIgnoredXids) {
   EXPECT_TRUE(IsCritical(Xid(43), ParseHealthSettings(std::nullopt, "all")));
 }
 
-// Replays a fixed list of wait results, then times out until stopped.
+// Replays a list of wait results (more can be pushed later); with nothing queued, WaitForEvent
+// blocks until its timeout, a Push or Release, like NVML's event wait.
 class ScriptedNvml : public nvml::Nvml {
  public:
   explicit ScriptedNvml(std::deque<absl::StatusOr<std::optional<nvml::Event>>> script)
@@ -68,19 +72,44 @@ class ScriptedNvml : public nvml::Nvml {
     types_ = types;
     return absl::OkStatus();
   }
-  absl::StatusOr<std::optional<nvml::Event>> WaitForEvent(std::chrono::milliseconds) override {
+  absl::StatusOr<std::optional<nvml::Event>> WaitForEvent(
+      std::chrono::milliseconds timeout) override {
     absl::MutexLock lock(&mu_);
+    ++waiting_;
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !script_.empty() || released_; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(timeout));
+    --waiting_;
     if (script_.empty()) return std::optional<nvml::Event>();
     auto next = script_.front();
     script_.pop_front();
     return next;
   }
+
+  void Push(absl::StatusOr<std::optional<nvml::Event>> result) {
+    absl::MutexLock lock(&mu_);
+    script_.push_back(std::move(result));
+  }
+  // Makes every wait, current and future, return at once.
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // Waits until a thread is blocked in WaitForEvent with nothing queued.
+  bool AwaitBlockedWaiter() {
+    absl::MutexLock lock(&mu_);
+    auto blocked = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_ > 0 && script_.empty(); };
+    return mu_.AwaitWithTimeout(absl::Condition(&blocked), absl::Seconds(20));
+  }
+
   std::vector<std::string> watched_;
   uint64_t types_ = 0;
 
  private:
   absl::Mutex mu_;
   std::deque<absl::StatusOr<std::optional<nvml::Event>>> script_ ABSL_GUARDED_BY(mu_);
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class Recorder {
@@ -90,6 +119,10 @@ class Recorder {
       absl::MutexLock lock(&mu_);
       calls_.emplace_back(uuid, healthy);
     };
+  }
+  std::vector<std::pair<std::string, bool>> Calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
   }
   std::vector<std::pair<std::string, bool>> WaitFor(size_t n) {
     absl::MutexLock lock(&mu_);
@@ -113,7 +146,9 @@ TEST(HealthMonitorTest, MarksOnlyGpusWithCriticalXids) {
                         std::chrono::milliseconds(1));
   ASSERT_TRUE(monitor.Start().ok());
   EXPECT_THAT(recorder.WaitFor(1), ElementsAre(Pair("GPU-1", false)));
+  nvml.Release();
   monitor.Stop();
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));  // before `nvml` goes
   EXPECT_THAT(nvml.watched_, ElementsAre("GPU-0", "GPU-1"));
   EXPECT_EQ(nvml.types_,
             nvml::kEventXidCritical | nvml::kEventDoubleBitEcc | nvml::kEventSingleBitEcc);
@@ -126,6 +161,41 @@ TEST(HealthMonitorTest, BrokenEventSetMarksEveryGpuUnhealthy) {
                         std::chrono::milliseconds(1));
   ASSERT_TRUE(monitor.Start().ok());
   EXPECT_THAT(recorder.WaitFor(2), ElementsAre(Pair("GPU-0", false), Pair("GPU-1", false)));
+  // The thread ended after the error: nothing of it is left in the Nvml.
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
+  EXPECT_TRUE(monitor.Stop());
+}
+
+// The thread blocks in a wait far longer than any test; Stop returns without waiting for it, and
+// an event that ends the wait after Stop reaches no callback.
+TEST(HealthMonitorTest, StopDoesNotWaitForABlockedEventWait) {
+  ScriptedNvml nvml({});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {"GPU-0"}, {}, recorder.Callback(), std::chrono::hours(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  ASSERT_TRUE(nvml.AwaitBlockedWaiter());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(monitor.Stop());  // detached: still inside nvml.WaitForEvent
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_FALSE(monitor.AwaitThreadExit(std::chrono::milliseconds(50)));
+  nvml.Push(std::optional<nvml::Event>(nvml::Event{"GPU-0", nvml::kEventXidCritical, 79}));
+  // The nvml must outlive the detached thread's wait.
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
+  EXPECT_TRUE(monitor.Stop());
+  EXPECT_TRUE(recorder.Calls().empty());
+}
+
+TEST(HealthMonitorTest, TimeoutsKeepWatching) {
+  ScriptedNvml nvml({});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {"GPU-0"}, {}, recorder.Callback(), std::chrono::milliseconds(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // several timed-out waits
+  nvml.Push(std::optional<nvml::Event>(nvml::Event{"GPU-0", nvml::kEventXidCritical, 48}));
+  EXPECT_THAT(recorder.WaitFor(1), ElementsAre(Pair("GPU-0", false)));
+  nvml.Release();
+  monitor.Stop();
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
 }
 
 TEST(HealthMonitorTest, DisabledChecksDoNotWatch) {
@@ -134,7 +204,7 @@ TEST(HealthMonitorTest, DisabledChecksDoNotWatch) {
   HealthMonitor monitor(nvml, {"GPU-0"}, ParseHealthSettings("all", std::nullopt),
                         recorder.Callback());
   ASSERT_TRUE(monitor.Start().ok());
-  monitor.Stop();
+  EXPECT_TRUE(monitor.Stop());
   EXPECT_TRUE(nvml.watched_.empty());
 }
 

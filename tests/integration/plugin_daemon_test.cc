@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "integration/daemon_harness.h"
@@ -231,6 +233,21 @@ TEST_F(PluginDaemonTest, SigtermStopsCleanlyAndRemovesTheSocket) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(status->Success()) << status->ToString();
   EXPECT_FALSE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-gpu.sock"));
+}
+
+// The health thread blocks in NVML's event wait 5 s at a time (the fake NVML blocks like the real
+// one); SIGTERM does not wait for that wait to end.
+TEST_F(PluginDaemonTest, SigtermDoesNotWaitForTheHealthEventWait) {
+  StartAndRegister();
+  absl::SleepFor(absl::Milliseconds(300));  // the health thread is in its wait by now
+  const absl::Time start = absl::Now();
+  h_.Signal(SIGTERM);
+  auto status = h_.WaitForExit();
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->Success()) << status->ToString();
+  EXPECT_LT(took, absl::Seconds(3)) << "SIGTERM to exit took " << took;
+  EXPECT_THAT(h_.DaemonLog(), HasSubstr("stopped"));
 }
 
 TEST_F(PluginDaemonTest, NvmlInitFailureExitsWhenFailOnInitErrorIsTrue) {

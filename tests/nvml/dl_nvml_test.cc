@@ -391,6 +391,56 @@ TEST_F(DlNvmlEventsTest, WaiterWakesForEventWrittenLater) {
   EXPECT_EQ((*event)->xid, 94u);
 }
 
+// Times this thread was put on a CPU (the third field of its schedstat): a blocked thread that
+// polls shows one per poll.
+long long ScheduledCount() {
+  std::ifstream in("/proc/thread-self/schedstat");
+  long long run_ns = 0, wait_ns = 0, count = -1;
+  in >> run_ns >> wait_ns >> count;
+  return count;
+}
+
+// The fake blocks like NVML: a wait with nothing to deliver sleeps through its timeout instead of
+// polling the file (the old fake woke every 20 ms), and writes to other files in the folder do not
+// wake it.
+TEST_F(DlNvmlEventsTest, WaitBlocksWithoutPolling) {
+  ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(0)}, kHealthEvents).ok());
+  std::atomic<bool> done{false};
+  std::thread other_writer([&] {
+    for (int i = 0; i < 5 && !done; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      Append(dir_.path() + "/other", "noise");
+    }
+  });
+  const long long before = ScheduledCount();
+  const auto start = std::chrono::steady_clock::now();
+  auto event = nvml_->WaitForEvent(std::chrono::milliseconds(600));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const long long after = ScheduledCount();
+  done = true;
+  other_writer.join();
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_FALSE(event->has_value());
+  EXPECT_GE(elapsed, std::chrono::milliseconds(600));
+  ASSERT_GE(before, 0) << "no /proc/thread-self/schedstat";
+  EXPECT_LE(after - before, 5) << "the wait woke " << after - before << " times";
+}
+
+TEST_F(DlNvmlEventsTest, WaiterWakesForAnEventsFileCreatedLater) {
+  std::filesystem::remove(events_);
+  ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(1)}, kHealthEvents).ok());
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Append(events_, "xid " + A100Uuid(1) + " 79");
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto event = nvml_->WaitForEvent(std::chrono::seconds(60));
+  writer.join();
+  ASSERT_TRUE(event.ok() && event->has_value()) << event.status();
+  EXPECT_EQ((*event)->xid, 79u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
 TEST_F(DlNvmlEventsTest, WaitErrorIsReported) {
   ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(0)}, kHealthEvents).ok());
   Append(events_, "error 15");

@@ -10,13 +10,21 @@
 //
 // Thread-safety: every entry point may be called from any thread (like real
 // NVML); all state sits behind one mutex, which nvmlEventSetWait_v2 releases
-// while it sleeps between polls. No exception leaves an exported function.
+// while it blocks. It blocks like the real call, without polling: on an
+// inotify watch of the events file (and of its directory, for the file's
+// creation), until a line is appended or the timeout expires. No exception leaves an exported
+// function.
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -58,12 +66,101 @@ struct nvmlDevice_st {
   std::optional<unsigned> mig_mode;
 };
 
+namespace {
+
+// An inotify watch for appends to an events file: on the file itself (writes), and on its
+// directory for the file being created or renamed into place (the file may not exist yet; the
+// file watch then follows the new file). Other files in the directory wake nobody. Wait() blocks
+// in poll(); a waiter keeps the watch alive (shared_ptr) even if nvmlEventSetFree runs meanwhile.
+class EventsWatch {
+ public:
+  // nullptr when inotify is unavailable (e.g. out of instances) or the directory is missing.
+  static std::shared_ptr<EventsWatch> Create(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return nullptr;
+    const int dir_wd = inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO);
+    if (dir_wd < 0) {
+      ::close(fd);
+      return nullptr;
+    }
+    std::shared_ptr<EventsWatch> watch(new EventsWatch(fd, dir_wd, path, name));
+    watch->WatchFile();
+    return watch;
+  }
+
+  ~EventsWatch() { ::close(fd_); }
+  EventsWatch(const EventsWatch&) = delete;
+  EventsWatch& operator=(const EventsWatch&) = delete;
+
+  // Blocks until the events file may have changed (true) or `deadline` passes (false).
+  bool Wait(std::chrono::steady_clock::time_point deadline) const {
+    for (;;) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) return false;
+      // Rounded up, so that the wait never ends just short of the deadline and spins.
+      const long long ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+      pollfd pfd{fd_, POLLIN, 0};
+      const int ready = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(ms, INT_MAX)));
+      if (ready < 0 && errno != EINTR) return true;  // cannot wait: let the caller look
+      if (ready > 0 && Drain()) return true;
+    }
+  }
+
+ private:
+  EventsWatch(int fd, int dir_wd, std::string path, std::string name)
+      : fd_(fd), dir_wd_(dir_wd), path_(std::move(path)), name_(std::move(name)) {}
+
+  // Watches the file now at the path (absent: the directory watch reports its creation).
+  void WatchFile() const { inotify_add_watch(fd_, path_.c_str(), IN_MODIFY); }
+
+  // Reads every queued notification; true if one concerns the events file (or some were lost).
+  bool Drain() const {
+    bool relevant = false;
+    alignas(inotify_event) char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd_, buf, sizeof(buf));
+      if (n <= 0) return relevant || (n < 0 && errno != EAGAIN && errno != EINTR);
+      for (ssize_t at = 0; at < n;) {
+        inotify_event event;
+        std::memcpy(&event, buf + at, sizeof(event));
+        const char* name = buf + at + sizeof(inotify_event);
+        if ((event.mask & IN_Q_OVERFLOW) != 0) {
+          relevant = true;
+        } else if (event.wd == dir_wd_) {
+          // A new file under the name: follow it.
+          if (event.len > 0 && name_ == std::string(name, strnlen(name, event.len))) {
+            WatchFile();
+            relevant = true;
+          }
+        } else if ((event.mask & IN_MODIFY) != 0) {
+          relevant = true;
+        }
+        at += static_cast<ssize_t>(sizeof(inotify_event) + event.len);
+      }
+    }
+  }
+
+  const int fd_;
+  const int dir_wd_;
+  const std::string path_;
+  const std::string name_;
+};
+
+}  // namespace
+
 struct nvmlEventSet_st {
   std::map<nvmlDevice_st*, unsigned long long> registered;  // device -> registered type bits
   std::deque<nvmlEventData_t> pending;
   std::deque<nvmlReturn_t> pending_errors;
   std::string events_path;  // $FAKE_NVML_EVENTS at creation; empty: no events
   long long offset = 0;     // bytes of events_path already consumed
+  // Set up before `offset` is taken, so no append is missed; nullptr: no events file, or no
+  // inotify (then waits look at the file every kPollStep).
+  std::shared_ptr<EventsWatch> watch;
 };
 
 namespace {
@@ -85,7 +182,18 @@ struct State {
   std::map<nvmlEventSet_st*, std::unique_ptr<nvmlEventSet_st>> sets;
   // $FAKE_NVML_FAIL, parsed at init: "<symbol>" or "<symbol>@<index>" -> code.
   std::map<std::string, nvmlReturn_t> failures;
+
+  ~State();
 };
+
+// Set when the state is destroyed (at exit, or when the library is unloaded).
+// A thread may still be blocked in nvmlEventSetWait_v2 then (the plugin does
+// not wait for it at exit): if its wait ends before the process does, it
+// returns without touching the state. Trivially destructible, so it outlives
+// the state.
+std::atomic<bool> state_gone{false};
+
+State::~State() { state_gone = true; }
 
 State& S() {
   static State state;
@@ -659,6 +767,16 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
     if (set == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     auto created = std::make_unique<nvmlEventSet_st>();
     if (const char* path = std::getenv("FAKE_NVML_EVENTS")) created->events_path = path;
+    if (!created->events_path.empty()) {
+      created->watch = EventsWatch::Create(created->events_path);
+      if (created->watch == nullptr) {
+        std::fprintf(stderr,
+                     "fake-nvml: nvmlEventSetCreate: cannot watch %s with inotify (%s); "
+                     "event waits will look at it every %lld ms\n",
+                     created->events_path.c_str(), std::strerror(errno),
+                     static_cast<long long>(kPollStep.count()));
+      }
+    }
     // Like real NVML, events from before the set existed are not delivered.
     created->offset = FileSize(created->events_path);
     *set = created.get();
@@ -708,6 +826,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
     State& s = S();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
     for (;;) {
+      if (state_gone) return NVML_ERROR_UNINITIALIZED;  // woke during exit
+      std::shared_ptr<EventsWatch> watch;
+      bool has_events_file = false;
       {
         std::lock_guard lock(s.mu);
         if (auto r = Enter(s, "nvmlEventSetWait_v2"); r != NVML_SUCCESS) return r;
@@ -725,11 +846,19 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
           set->pending.pop_front();
           return NVML_SUCCESS;
         }
+        watch = set->watch;
+        has_events_file = !set->events_path.empty();
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return NVML_ERROR_TIMEOUT;
-      std::this_thread::sleep_for(
-          std::min<std::chrono::steady_clock::duration>(kPollStep, deadline - now));
+      if (watch != nullptr) {
+        if (!watch->Wait(deadline)) return NVML_ERROR_TIMEOUT;
+      } else if (!has_events_file) {
+        std::this_thread::sleep_until(deadline);  // nothing can arrive
+      } else {
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(kPollStep, deadline - now));
+      }
     }
   });
 }
