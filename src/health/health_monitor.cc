@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::health {
@@ -138,6 +139,7 @@ bool HealthMonitor::AwaitThreadExit(std::chrono::milliseconds timeout) {
 }
 
 void HealthMonitor::Run(std::shared_ptr<Shared> shared) {
+  logging::NameThisThread("nvdp-health");
   Shared& s = *shared;
   s.mu.Lock();
   while (!s.stop) {

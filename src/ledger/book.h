@@ -7,7 +7,8 @@
 // stays off. The first failure is logged once as a warning, with what it costs; recovery as info.
 // Lists only while some ledger exists, so a node without such resources never calls kubelet.
 //
-// Owns one thread, started with the first ledger (after Start) and joined by Stop. Thread-safe: every public method may be called from any thread.
+// Owns one thread, started with the first ledger (after Start) and joined by Stop. Thread-safe:
+// every public method may be called from any thread.
 #pragma once
 
 #include <map>
