@@ -51,7 +51,26 @@ SocketState ProbeSocketPath(const std::string& path) {
   ::close(fd);
   return accepted ? SocketState::kLive : SocketState::kStale;
 }
-constexpr auto kShutdownGrace = std::chrono::seconds(2);
+// Streams are ended before the server shuts down, so nothing is left that deserves a grace period:
+// calls still open (a client that never reads its last message) are cancelled at once.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(0);
+
+// gRPC 1.51 runs every callback-API server of a process on one shared completion queue, served by
+// "nexting" threads. The queue lives while some server holds it: the last server to go shuts it
+// down and joins those threads, and a thread idle for a second sleeps in 100 ms steps, so that
+// join took up to 100 ms of Stop(). A server that serves nothing (no port, no method called) is
+// kept for the life of the process so that the queue and its threads stay, and no Stop() joins
+// them. Built on first use; never destroyed (the process exit ends its threads).
+void KeepCallbackQueueForever() {
+  static grpc::Server* const keeper = [] {
+    static v1beta1::DevicePlugin::CallbackService* const service =
+        new v1beta1::DevicePlugin::CallbackService();
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service);
+    return builder.BuildAndStart().release();
+  }();
+  (void)keeper;
+}
 
 }  // namespace
 
@@ -349,6 +368,7 @@ absl::Status DevicePluginServer::Start() {
                                                    " bytes, limit 107): ", socket_path_));
   }
   if (auto status = ClearSocketPath(); !status.ok()) return status;
+  KeepCallbackQueueForever();
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
