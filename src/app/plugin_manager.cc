@@ -178,7 +178,11 @@ void PluginManager::Stop() {
     for (auto& [name, entry] : entries_) servers.push_back(std::move(entry.server));
     entries_.clear();
   }
-  servers.clear();  // each Stop()s and removes its socket
+  // All stop at once (sockets removed, streams ended), then wait for their shutdowns together.
+  for (auto& server : servers) {
+    if (server) server->Stop();
+  }
+  servers.clear();
 }
 
 void PluginManager::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
@@ -339,7 +343,9 @@ void PluginManager::Work(const std::string& name) {
     kubelet_socket = options_.kubelet_socket;
     register_timeout = options_.register_timeout;
   }
-  old.reset();  // stops serving and removes the socket
+  // Stops serving and removes the socket at once; gRPC's shutdown finishes beside us, and `old` is
+  // destroyed when Work returns, after the new server has registered.
+  if (old) old->Stop();
 
   auto schedule_retry = [&](const absl::Status& status, const char* what) {
     absl::MutexLock lock(&mu_);

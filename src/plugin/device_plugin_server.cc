@@ -1,14 +1,18 @@
 #include "plugin/device_plugin_server.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -355,37 +359,74 @@ absl::Status DevicePluginServer::ClearSocketPath() const {
   return absl::OkStatus();
 }
 
-DevicePluginServer::~DevicePluginServer() { Stop(); }
+DevicePluginServer::~DevicePluginServer() {
+  Stop();
+  if (shutdown_thread_.joinable()) shutdown_thread_.join();
+  server_.reset();
+}
 
 absl::Status DevicePluginServer::Start() {
   if (server_) return absl::FailedPreconditionError("already started");
   if (accounting_.ledger) {
     accounting_.ledger->SetOnChange([this] { Reshape(); });
+    ledger_hooked_ = true;
     Reshape();  // the ledger may have changed since construction
   }
   if (socket_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long (", socket_path_.size(),
                                                    " bytes, limit 107): ", socket_path_));
   }
+  // gRPC removes the path it bound when the server shuts down, which happens after Stop() returns:
+  // the server binds a name of its own and renames it into place, so that a later shutdown never
+  // removes the socket of the server that serves the path by then. The name is never longer than
+  // a socket name (".<pid>.<n>" in hex against "nvidia-<name>.sock").
+  static std::atomic<unsigned> bound_count{0};
+  char temp_name[40];
+  std::snprintf(temp_name, sizeof(temp_name), ".%x.%x", static_cast<unsigned>(::getpid()),
+                bound_count.fetch_add(1));
+  const std::string temp_path =
+      (std::filesystem::path(socket_path_).parent_path() / temp_name).string();
+  if (temp_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long (", temp_path.size(),
+                                                   " bytes, limit 107): ", temp_path));
+  }
   if (auto status = ClearSocketPath(); !status.ok()) return status;
+  ::unlink(temp_path.c_str());  // left by an earlier process with our pid
   KeepCallbackQueueForever();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
+  builder.AddListeningPort("unix:" + temp_path, grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_) {
-    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", socket_path_));
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", temp_path));
   }
-
-  struct stat socket_stat {};
-  if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
-  // Only root (kubelet) may call Allocate, whatever the umask.
-  if (::chmod(socket_path_.c_str(), 0600) != 0) {
+  // Only root (kubelet) may call Allocate, whatever the umask: restricted before it is visible.
+  if (::chmod(temp_path.c_str(), 0600) != 0) {
     const std::string error = std::strerror(errno);
     Stop();
     return absl::UnavailableError(
-        absl::StrCat(spec_.name, ": cannot restrict ", socket_path_, " to 0600: ", error));
+        absl::StrCat(spec_.name, ": cannot restrict ", temp_path, " to 0600: ", error));
   }
+  // Never over a socket that appeared meanwhile (another instance): that one is left alone.
+  int renamed =
+      ::renameat2(AT_FDCWD, temp_path.c_str(), AT_FDCWD, socket_path_.c_str(), RENAME_NOREPLACE);
+  if (renamed != 0 && errno == EINVAL) {
+    renamed = ::rename(temp_path.c_str(), socket_path_.c_str());  // no RENAME_NOREPLACE here
+  }
+  if (renamed != 0) {
+    const int error = errno;
+    ::unlink(temp_path.c_str());
+    Stop();
+    if (error == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          spec_.name, ": another process is serving ", socket_path_,
+          " (a second plugin instance, e.g. during a rolling update?); waiting for it to stop"));
+    }
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot move ", temp_path, " to ",
+                                               socket_path_, ": ", std::strerror(error)));
+  }
+  struct stat socket_stat {};
+  if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
 
   // Prove the socket serves before anyone registers it with kubelet.
   auto channel = rpc::UnixChannel(socket_path_);
@@ -404,24 +445,34 @@ absl::Status DevicePluginServer::Start() {
 }
 
 void DevicePluginServer::Stop() {
-  // Not under mu_: a running callback takes it.
-  if (accounting_.ledger) accounting_.ledger->SetOnChange(nullptr);
-  if (!server_) return;
+  // Not under mu_: a running callback takes it. Only our own callback is cleared: a server started
+  // since for the same resource has set its own.
+  if (ledger_hooked_.exchange(false)) accounting_.ledger->SetOnChange(nullptr);
+  if (!server_ || stop_begun_.exchange(true)) return;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto* watcher : watchers_) watcher->End();
   }
-  server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
-  server_->Wait();
-  server_.reset();
-  ::unlink(socket_path_.c_str());
+  // The socket goes first, so that nobody dials a server that is going away; only if it is still
+  // ours (kubelet may have replaced the directory's contents meanwhile).
+  if (SocketIsOursLocked()) ::unlink(socket_path_.c_str());
+  // Every stream has been asked to finish; gRPC's shutdown waits for its callback threads, which
+  // sleep up to 100 ms when idle, so it runs beside the caller. The destructor waits for it.
+  shutdown_thread_ = std::thread([server = server_.get()] {
+    server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    server->Wait();
+  });
   spdlog::info("{}: stopped serving on {}", spec_.name, socket_path_);
 }
 
 bool DevicePluginServer::SocketIsOurs() const {
+  return server_ && !stop_begun_.load() && SocketIsOursLocked();
+}
+
+bool DevicePluginServer::SocketIsOursLocked() const {
   struct stat socket_stat {};
-  return server_ && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
+  return socket_inode_ != 0 && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
          S_ISSOCK(socket_stat.st_mode) && socket_stat.st_ino == socket_inode_;
 }
 
