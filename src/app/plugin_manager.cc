@@ -171,18 +171,21 @@ void PluginManager::Stop() {
     }
   }
   if (thread_.joinable()) thread_.join();
-  watcher_.reset();
   std::vector<std::unique_ptr<plugin::DevicePluginServer>> servers;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [name, entry] : entries_) servers.push_back(std::move(entry.server));
     entries_.clear();
   }
-  // All stop at once (sockets removed, streams ended), then wait for their shutdowns together.
+  // All stop at once (sockets removed, streams ended), then their gRPC shutdowns finish together,
+  // beside the watcher's teardown: closing an inotify descriptor waits for the kernel (an RCU
+  // grace period, about 20 ms here).
   for (auto& server : servers) {
     if (server) server->Stop();
   }
+  std::thread close_watcher([watcher = std::move(watcher_)]() mutable { watcher.reset(); });
   servers.clear();
+  close_watcher.join();
 }
 
 void PluginManager::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
