@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -60,20 +61,52 @@ SocketState ProbeSocketPath(const std::string& path) {
 constexpr auto kShutdownGrace = std::chrono::milliseconds(0);
 
 // gRPC 1.51 runs every callback-API server of a process on one shared completion queue, served by
-// "nexting" threads. The queue lives while some server holds it: the last server to go shuts it
-// down and joins those threads, and a thread idle for a second sleeps in 100 ms steps, so that
-// join took up to 100 ms of Stop(). A server that serves nothing (no port, no method called) is
-// kept for the life of the process so that the queue and its threads stay, and no Stop() joins
-// them. Built on first use; never destroyed (the process exit ends its threads).
+// "nexting" threads. Each waits at most a second for an event and then sleeps 100 ms before it
+// waits again, so a server idle for a second can leave every such thread asleep: the next call
+// (kubelet dialling back, the self-dial of a new server) or the end of a shutdown then waits up
+// to 100 ms. And the last server to go shuts the queue down and joins those threads, sleeping
+// ones included. So a server that serves nothing (no port) is kept for the life of the process,
+// which keeps the queue and its threads, and a heartbeat calls it over an in-process channel
+// every half second, so that one of those threads is always awake. Built on first use; the
+// heartbeat stops at exit, the rest is never destroyed (the process exit ends its threads).
+constexpr absl::Duration kHeartbeatPeriod = absl::Milliseconds(500);
+
+struct CallbackQueueKeeper {
+  grpc::Server* server = nullptr;
+  absl::Mutex mu;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  std::thread heartbeat;
+};
+
 void KeepCallbackQueueForever() {
-  static grpc::Server* const keeper = [] {
-    static v1beta1::DevicePlugin::CallbackService* const service =
-        new v1beta1::DevicePlugin::CallbackService();
+  static CallbackQueueKeeper* const keeper = [] {
+    auto* k = new CallbackQueueKeeper();
+    auto* service = new v1beta1::DevicePlugin::CallbackService();  // answers UNIMPLEMENTED
     grpc::ServerBuilder builder;
     builder.RegisterService(service);
-    return builder.BuildAndStart().release();
+    k->server = builder.BuildAndStart().release();
+    if (k->server == nullptr) return k;
+    k->heartbeat = std::thread([k, channel = k->server->InProcessChannel({})] {
+      auto stub = v1beta1::DevicePlugin::NewStub(channel);
+      absl::MutexLock lock(&k->mu);
+      while (!k->mu.AwaitWithTimeout(absl::Condition(&k->stop), kHeartbeatPeriod)) {
+        k->mu.Unlock();
+        grpc::ClientContext context;
+        v1beta1::DevicePluginOptions options;
+        (void)stub->GetDevicePluginOptions(&context, v1beta1::Empty(), &options);
+        k->mu.Lock();
+      }
+    });
+    // Before gRPC's own statics go.
+    std::atexit([] {
+      {
+        absl::MutexLock lock(&keeper->mu);
+        keeper->stop = true;
+      }
+      if (keeper->heartbeat.joinable()) keeper->heartbeat.join();
+    });
+    return k;
   }();
-  (void)keeper;
 }
 
 }  // namespace
