@@ -56,9 +56,10 @@ SocketState ProbeSocketPath(const std::string& path) {
   ::close(fd);
   return accepted ? SocketState::kLive : SocketState::kStale;
 }
-// Streams are ended before the server shuts down, so nothing is left that deserves a grace period:
-// calls still open (a client that never reads its last message) are cancelled at once.
-constexpr auto kShutdownGrace = std::chrono::milliseconds(0);
+// Streams are ended before the server shuts down: the grace only lets an answer already given
+// (an Allocate during a reload) leave; calls still open after it (a client that never reads its
+// last message) are cancelled. It runs beside the caller (see Stop).
+constexpr auto kShutdownGrace = std::chrono::milliseconds(50);
 
 // gRPC 1.51 runs every callback-API server of a process on one shared completion queue, served by
 // "nexting" threads. Each waits at most a second for an event and then sleeps 100 ms before it
@@ -489,7 +490,7 @@ void DevicePluginServer::Stop() {
   }
   // The socket goes first, so that nobody dials a server that is going away; only if it is still
   // ours (kubelet may have replaced the directory's contents meanwhile).
-  if (SocketIsOursLocked()) ::unlink(socket_path_.c_str());
+  if (SocketFileIsOurs()) ::unlink(socket_path_.c_str());
   // Every stream has been asked to finish; gRPC's shutdown waits for its callback threads, which
   // sleep up to 100 ms when idle, so it runs beside the caller. The destructor waits for it.
   shutdown_thread_ = std::thread([server = server_.get()] {
@@ -500,10 +501,10 @@ void DevicePluginServer::Stop() {
 }
 
 bool DevicePluginServer::SocketIsOurs() const {
-  return server_ && !stop_begun_.load() && SocketIsOursLocked();
+  return server_ && !stop_begun_.load() && SocketFileIsOurs();
 }
 
-bool DevicePluginServer::SocketIsOursLocked() const {
+bool DevicePluginServer::SocketFileIsOurs() const {
   struct stat socket_stat {};
   return socket_inode_ != 0 && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
          S_ISSOCK(socket_stat.st_mode) && socket_stat.st_ino == socket_inode_;

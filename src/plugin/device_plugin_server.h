@@ -136,7 +136,7 @@ class DevicePluginServer {
   // cap.
   absl::Status CheckClientCap(const sharing::Grant& grant, size_t share_count);
   absl::Status ClearSocketPath() const;
-  bool SocketIsOursLocked() const;  // SocketIsOurs() without the check that the server runs
+  bool SocketFileIsOurs() const;  // SocketIsOurs() without the check that the server runs
 
   const sharing::ResourceSpec spec_;
   const ResponseOptions options_;
