@@ -171,14 +171,21 @@ void PluginManager::Stop() {
     }
   }
   if (thread_.joinable()) thread_.join();
-  watcher_.reset();
   std::vector<std::unique_ptr<plugin::DevicePluginServer>> servers;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [name, entry] : entries_) servers.push_back(std::move(entry.server));
     entries_.clear();
   }
-  servers.clear();  // each Stop()s and removes its socket
+  // All stop at once (sockets removed, streams ended), then their gRPC shutdowns finish together,
+  // beside the watcher's teardown: closing an inotify descriptor waits for the kernel (an RCU
+  // grace period, about 20 ms here).
+  for (auto& server : servers) {
+    if (server) server->Stop();
+  }
+  std::thread close_watcher([watcher = std::move(watcher_)]() mutable { watcher.reset(); });
+  servers.clear();
+  close_watcher.join();
 }
 
 void PluginManager::SetGpuHealthy(const std::string& gpu_uuid, bool healthy) {
@@ -339,7 +346,9 @@ void PluginManager::Work(const std::string& name) {
     kubelet_socket = options_.kubelet_socket;
     register_timeout = options_.register_timeout;
   }
-  old.reset();  // stops serving and removes the socket
+  // Stops serving and removes the socket at once; gRPC's shutdown finishes beside us, and `old` is
+  // destroyed when Work returns, after the new server has registered.
+  if (old) old->Stop();
 
   auto schedule_retry = [&](const absl::Status& status, const char* what) {
     absl::MutexLock lock(&mu_);

@@ -1,14 +1,19 @@
 #include "plugin/device_plugin_server.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -51,7 +56,61 @@ SocketState ProbeSocketPath(const std::string& path) {
   ::close(fd);
   return accepted ? SocketState::kLive : SocketState::kStale;
 }
-constexpr auto kShutdownGrace = std::chrono::seconds(2);
+// Streams are ended before the server shuts down: the grace only lets an answer already given
+// (an Allocate during a reload) leave; calls still open after it (a client that never reads its
+// last message) are cancelled. It runs beside the caller (see Stop).
+constexpr auto kShutdownGrace = std::chrono::milliseconds(50);
+
+// gRPC 1.51 runs every callback-API server of a process on one shared completion queue, served by
+// "nexting" threads. Each waits at most a second for an event and then sleeps 100 ms before it
+// waits again, so a server idle for a second can leave every such thread asleep: the next call
+// (kubelet dialling back, the self-dial of a new server) or the end of a shutdown then waits up
+// to 100 ms. And the last server to go shuts the queue down and joins those threads, sleeping
+// ones included. So a server that serves nothing (no port) is kept for the life of the process,
+// which keeps the queue and its threads, and a heartbeat calls it over an in-process channel
+// more often than once a second: the thread that took the latest call is then still waiting when
+// the others sleep (any period under a second does; 750 ms leaves room for scheduling delays and
+// costs about 9 more context switches a second, idle). Built on first use; the heartbeat stops
+// at exit, the rest is never destroyed (the process exit ends its threads).
+constexpr absl::Duration kHeartbeatPeriod = absl::Milliseconds(750);
+
+struct CallbackQueueKeeper {
+  grpc::Server* server = nullptr;
+  absl::Mutex mu;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  std::thread heartbeat;
+};
+
+void KeepCallbackQueueForever() {
+  static CallbackQueueKeeper* const keeper = [] {
+    auto* k = new CallbackQueueKeeper();
+    auto* service = new v1beta1::DevicePlugin::CallbackService();  // answers UNIMPLEMENTED
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service);
+    k->server = builder.BuildAndStart().release();
+    if (k->server == nullptr) return k;
+    k->heartbeat = std::thread([k, channel = k->server->InProcessChannel({})] {
+      auto stub = v1beta1::DevicePlugin::NewStub(channel);
+      absl::MutexLock lock(&k->mu);
+      while (!k->mu.AwaitWithTimeout(absl::Condition(&k->stop), kHeartbeatPeriod)) {
+        k->mu.Unlock();
+        grpc::ClientContext context;
+        v1beta1::DevicePluginOptions options;
+        (void)stub->GetDevicePluginOptions(&context, v1beta1::Empty(), &options);
+        k->mu.Lock();
+      }
+    });
+    // Before gRPC's own statics go.
+    std::atexit([] {
+      {
+        absl::MutexLock lock(&keeper->mu);
+        keeper->stop = true;
+      }
+      if (keeper->heartbeat.joinable()) keeper->heartbeat.join();
+    });
+    return k;
+  }();
+}
 
 }  // namespace
 
@@ -336,36 +395,74 @@ absl::Status DevicePluginServer::ClearSocketPath() const {
   return absl::OkStatus();
 }
 
-DevicePluginServer::~DevicePluginServer() { Stop(); }
+DevicePluginServer::~DevicePluginServer() {
+  Stop();
+  if (shutdown_thread_.joinable()) shutdown_thread_.join();
+  server_.reset();
+}
 
 absl::Status DevicePluginServer::Start() {
   if (server_) return absl::FailedPreconditionError("already started");
   if (accounting_.ledger) {
     accounting_.ledger->SetOnChange([this] { Reshape(); });
+    ledger_hooked_ = true;
     Reshape();  // the ledger may have changed since construction
   }
   if (socket_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long (", socket_path_.size(),
                                                    " bytes, limit 107): ", socket_path_));
   }
+  // gRPC removes the path it bound when the server shuts down, which happens after Stop() returns:
+  // the server binds a name of its own and renames it into place, so that a later shutdown never
+  // removes the socket of the server that serves the path by then. The name is never longer than
+  // a socket name (".<pid>.<n>" in hex against "nvidia-<name>.sock").
+  static std::atomic<unsigned> bound_count{0};
+  char temp_name[40];
+  std::snprintf(temp_name, sizeof(temp_name), ".%x.%x", static_cast<unsigned>(::getpid()),
+                bound_count.fetch_add(1));
+  const std::string temp_path =
+      (std::filesystem::path(socket_path_).parent_path() / temp_name).string();
+  if (temp_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long (", temp_path.size(),
+                                                   " bytes, limit 107): ", temp_path));
+  }
   if (auto status = ClearSocketPath(); !status.ok()) return status;
+  ::unlink(temp_path.c_str());  // left by an earlier process with our pid
+  KeepCallbackQueueForever();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket_path_, grpc::InsecureServerCredentials());
+  builder.AddListeningPort("unix:" + temp_path, grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_) {
-    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", socket_path_));
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", temp_path));
   }
-
-  struct stat socket_stat {};
-  if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
-  // Only root (kubelet) may call Allocate, whatever the umask.
-  if (::chmod(socket_path_.c_str(), 0600) != 0) {
+  // Only root (kubelet) may call Allocate, whatever the umask: restricted before it is visible.
+  if (::chmod(temp_path.c_str(), 0600) != 0) {
     const std::string error = std::strerror(errno);
     Stop();
     return absl::UnavailableError(
-        absl::StrCat(spec_.name, ": cannot restrict ", socket_path_, " to 0600: ", error));
+        absl::StrCat(spec_.name, ": cannot restrict ", temp_path, " to 0600: ", error));
   }
+  // Never over a socket that appeared meanwhile (another instance): that one is left alone.
+  int renamed =
+      ::renameat2(AT_FDCWD, temp_path.c_str(), AT_FDCWD, socket_path_.c_str(), RENAME_NOREPLACE);
+  if (renamed != 0 && errno == EINVAL) {
+    renamed = ::rename(temp_path.c_str(), socket_path_.c_str());  // no RENAME_NOREPLACE here
+  }
+  if (renamed != 0) {
+    const int error = errno;
+    ::unlink(temp_path.c_str());
+    Stop();
+    if (error == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          spec_.name, ": another process is serving ", socket_path_,
+          " (a second plugin instance, e.g. during a rolling update?); waiting for it to stop"));
+    }
+    return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot move ", temp_path, " to ",
+                                               socket_path_, ": ", std::strerror(error)));
+  }
+  struct stat socket_stat {};
+  if (::stat(socket_path_.c_str(), &socket_stat) == 0) socket_inode_ = socket_stat.st_ino;
 
   // Prove the socket serves before anyone registers it with kubelet.
   auto channel = rpc::UnixChannel(socket_path_);
@@ -384,24 +481,34 @@ absl::Status DevicePluginServer::Start() {
 }
 
 void DevicePluginServer::Stop() {
-  // Not under mu_: a running callback takes it.
-  if (accounting_.ledger) accounting_.ledger->SetOnChange(nullptr);
-  if (!server_) return;
+  // Not under mu_: a running callback takes it. Only our own callback is cleared: a server started
+  // since for the same resource has set its own.
+  if (ledger_hooked_.exchange(false)) accounting_.ledger->SetOnChange(nullptr);
+  if (!server_ || stop_begun_.exchange(true)) return;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto* watcher : watchers_) watcher->End();
   }
-  server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
-  server_->Wait();
-  server_.reset();
-  ::unlink(socket_path_.c_str());
+  // The socket goes first, so that nobody dials a server that is going away; only if it is still
+  // ours (kubelet may have replaced the directory's contents meanwhile).
+  if (SocketFileIsOurs()) ::unlink(socket_path_.c_str());
+  // Every stream has been asked to finish; gRPC's shutdown waits for its callback threads, which
+  // sleep up to 100 ms when idle, so it runs beside the caller. The destructor waits for it.
+  shutdown_thread_ = std::thread([server = server_.get()] {
+    server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    server->Wait();
+  });
   spdlog::info("{}: stopped serving on {}", spec_.name, socket_path_);
 }
 
 bool DevicePluginServer::SocketIsOurs() const {
+  return server_ && !stop_begun_.load() && SocketFileIsOurs();
+}
+
+bool DevicePluginServer::SocketFileIsOurs() const {
   struct stat socket_stat {};
-  return server_ && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
+  return socket_inode_ != 0 && ::stat(socket_path_.c_str(), &socket_stat) == 0 &&
          S_ISSOCK(socket_stat.st_mode) && socket_stat.st_ino == socket_inode_;
 }
 

@@ -28,10 +28,12 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -87,7 +89,10 @@ class DevicePluginServer {
   // belongs to a live process, e.g. a second plugin instance during a rolling update, and is left
   // alone: AlreadyExists, and the caller retries later.
   absl::Status Start();
-  // Ends open streams, shuts the server down and removes the socket file. Idempotent.
+  // Stops serving: ends open streams, removes the socket file (if still ours) and starts gRPC's
+  // shutdown, which finishes beside the caller; returns without waiting for it (the destructor
+  // does). A server started at the same path meanwhile is safe: each binds a name of its own and
+  // renames it into place. Idempotent.
   void Stop();
 
   // Health: a GPU (by UUID) can be marked unhealthy; the whole resource can be marked unavailable
@@ -131,6 +136,7 @@ class DevicePluginServer {
   // cap.
   absl::Status CheckClientCap(const sharing::Grant& grant, size_t share_count);
   absl::Status ClearSocketPath() const;
+  bool SocketFileIsOurs() const;  // SocketIsOurs() without the check that the server runs
 
   const sharing::ResourceSpec spec_;
   const ResponseOptions options_;
@@ -153,9 +159,12 @@ class DevicePluginServer {
   std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
-  ino_t socket_inode_ = 0;  // set by Start
+  ino_t socket_inode_ = 0;                  // set by Start
+  std::atomic<bool> ledger_hooked_{false};  // our Reshape is the ledger's callback
+  std::atomic<bool> stop_begun_{false};
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::thread shutdown_thread_;  // started by Stop, joined by the destructor
 };
 
 }  // namespace nvdp::plugin

@@ -272,6 +272,47 @@ TEST_F(DevicePluginServerTest, KnowsWhenItsSocketWasReplaced) {
   EXPECT_FALSE(server.SocketIsOurs());
 }
 
+// Stop() returns before gRPC's shutdown is done, and that shutdown removes the path the server
+// bound: a server started at the same path meanwhile (kubelet restarting) must keep its socket.
+TEST_F(DevicePluginServerTest, AnOldServerFinishingItsShutdownLeavesTheNewSocket) {
+  auto old_server = std::make_unique<DevicePluginServer>(spec_, ResponseOptions{}, socket());
+  ASSERT_TRUE(old_server->Start().ok());
+  auto stub = Stub();
+  grpc::ClientContext context;
+  auto reader = stub->ListAndWatch(&context, v1beta1::Empty());
+  v1beta1::ListAndWatchResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  old_server->Stop();
+  EXPECT_FALSE(old_server->SocketIsOurs());
+  EXPECT_FALSE(std::filesystem::exists(socket()));
+  DevicePluginServer new_server(spec_, {}, socket());
+  ASSERT_TRUE(new_server.Start().ok());
+  old_server.reset();  // waits for the old shutdown
+  EXPECT_FALSE(reader->Read(&response));
+  EXPECT_TRUE(new_server.SocketIsOurs());
+  grpc::ClientContext options_context;
+  v1beta1::DevicePluginOptions options;
+  EXPECT_TRUE(Stub()->GetDevicePluginOptions(&options_context, v1beta1::Empty(), &options).ok());
+  // Nothing but the socket is left in kubelet's directory (no temporary names).
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    files.push_back(entry.path().filename().string());
+  }
+  EXPECT_THAT(files, ::testing::ElementsAre("nvidia-gpu.sock"));
+  new_server.Stop();
+  EXPECT_FALSE(std::filesystem::exists(socket()));
+}
+
+// A stopping server removes the socket only while it is its own.
+TEST_F(DevicePluginServerTest, StopLeavesASocketThatIsNotItsOwn) {
+  DevicePluginServer server(spec_, {}, socket());
+  ASSERT_TRUE(server.Start().ok());
+  std::filesystem::remove(socket());
+  std::ofstream(socket()) << "someone else's";
+  server.Stop();
+  EXPECT_TRUE(std::filesystem::exists(socket()));
+}
+
 TEST_F(DevicePluginServerTest, RefusesASocketPathTooLongForUnixSockets) {
   DevicePluginServer server(spec_, {}, dir_ + "/" + std::string(120, 'x') + ".sock");
   auto status = server.Start();
