@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kubelet/registrar.h"
+#include "logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::app {
@@ -116,7 +117,10 @@ absl::Status PluginManager::Start(std::vector<sharing::ResourceSpec> resources) 
       entries_.emplace(name, std::move(entry));
     }
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    logging::NameThisThread("nvdp-manager");
+    Run();
+  });
   return absl::OkStatus();
 }
 
@@ -183,7 +187,10 @@ void PluginManager::Stop() {
   for (auto& server : servers) {
     if (server) server->Stop();
   }
-  std::thread close_watcher([watcher = std::move(watcher_)]() mutable { watcher.reset(); });
+  std::thread close_watcher([watcher = std::move(watcher_)]() mutable {
+    logging::NameThisThread("nvdp-close");
+    watcher.reset();
+  });
   servers.clear();
   close_watcher.join();
 }

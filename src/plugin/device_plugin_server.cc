@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "logging/logging.h"
 #include "rpc/unix_channel.h"
 #include "sharing/capacity.h"
 #include "spdlog/spdlog.h"
@@ -90,6 +91,7 @@ void KeepCallbackQueueForever() {
     k->server = builder.BuildAndStart().release();
     if (k->server == nullptr) return k;
     k->heartbeat = std::thread([k, channel = k->server->InProcessChannel({})] {
+      logging::NameThisThread("nvdp-heartbeat");
       auto stub = v1beta1::DevicePlugin::NewStub(channel);
       absl::MutexLock lock(&k->mu);
       while (!k->mu.AwaitWithTimeout(absl::Condition(&k->stop), kHeartbeatPeriod)) {
@@ -496,6 +498,7 @@ void DevicePluginServer::Stop() {
   // Every stream has been asked to finish; gRPC's shutdown waits for its callback threads, which
   // sleep up to 100 ms when idle, so it runs beside the caller. The destructor waits for it.
   shutdown_thread_ = std::thread([server = server_.get()] {
+    logging::NameThisThread("nvdp-shutdown");
     server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
     server->Wait();
   });

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -112,6 +113,17 @@ TEST(ThreadsTest, GrpcPoolsDoNotGrowWithTheMachinesCores) {
   EXPECT_LE(big.count("event_engine") ? big.at("event_engine") : 0, 4) << Show(big);
   EXPECT_LE(big.count("nexting_thread") ? big.at("nexting_thread") : 0, 2) << Show(big);
   EXPECT_LE(Total(big), Total(here) + 2) << "64 cores: " << Show(big) << "; here: " << Show(here);
+}
+
+TEST(ThreadsTest, EveryThreadIsNamed) {
+  // gRPC names its own; the main thread keeps the process's name; every other is "nvdp-<role>".
+  const std::set<std::string> grpc = {"default-executo", "event_engine",    "grpc_global_tim",
+                                      "nexting_thread",  "resolver-execut", "timer_manager"};
+  for (const auto& [name, count] : ThreadsOnAMachineOf(0)) {
+    if (grpc.contains(name) || name.starts_with("nvdp-")) continue;
+    EXPECT_EQ(name, "nvidia-device-p") << "an unnamed thread";
+    EXPECT_EQ(count, 1) << name;
+  }
 }
 
 }  // namespace
