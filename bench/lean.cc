@@ -236,20 +236,35 @@ std::string RssByMapping(int pid, size_t top) {
   return out;
 }
 
-// Spawns with the calling thread's CPU affinity set to {0} when `pinned` (the child inherits it,
-// as under `taskset -c 0`).
-std::unique_ptr<nvdp::mps::ChildProcess> Spawn(const nvdp::mps::CommandSpec& spec, bool pinned) {
-  cpu_set_t saved;
-  CPU_ZERO(&saved);
-  ::sched_getaffinity(0, sizeof(saved), &saved);
-  if (pinned) {
+// While alive, the calling thread runs on CPU 0 only when `pinned` (children started meanwhile
+// inherit it, as under `taskset -c 0`); the previous affinity comes back after.
+class PinnedToCpu0 {
+ public:
+  explicit PinnedToCpu0(bool pinned) : pinned_(pinned) {
+    if (!pinned_) return;
+    CPU_ZERO(&saved_);
+    ::sched_getaffinity(0, sizeof(saved_), &saved_);
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(0, &one);
     ::sched_setaffinity(0, sizeof(one), &one);
   }
-  auto child = nvdp::mps::RealProcessRunner().Spawn(spec);
-  if (pinned) ::sched_setaffinity(0, sizeof(saved), &saved);
+  ~PinnedToCpu0() {
+    if (pinned_) ::sched_setaffinity(0, sizeof(saved_), &saved_);
+  }
+  PinnedToCpu0(const PinnedToCpu0&) = delete;
+  PinnedToCpu0& operator=(const PinnedToCpu0&) = delete;
+
+ private:
+  const bool pinned_;
+  cpu_set_t saved_;
+};
+
+std::unique_ptr<nvdp::mps::ChildProcess> Spawn(const nvdp::mps::CommandSpec& spec, bool pinned) {
+  auto child = [&] {
+    PinnedToCpu0 affinity(pinned);
+    return nvdp::mps::RealProcessRunner().Spawn(spec);
+  }();
   if (!child.ok())
     Fail("cannot start " + spec.program + ": " + std::string(child.status().message()));
   return *std::move(child);
@@ -260,23 +275,18 @@ double HelpMs(const std::string& program, bool pinned) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  cpu_set_t saved;
-  CPU_ZERO(&saved);
-  ::sched_getaffinity(0, sizeof(saved), &saved);
-  if (pinned) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(0, &one);
-    ::sched_setaffinity(0, sizeof(one), &one);
-  }
   char* argv[] = {const_cast<char*>(program.c_str()), const_cast<char*>("--help"), nullptr};
   pid_t pid = 0;
-  const auto start = Clock::now();
-  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ);
+  int rc = 0;
   int status = 0;
-  if (rc == 0) ::waitpid(pid, &status, 0);
-  const auto end = Clock::now();
-  if (pinned) ::sched_setaffinity(0, sizeof(saved), &saved);
+  Clock::time_point start, end;
+  {
+    PinnedToCpu0 affinity(pinned);
+    start = Clock::now();
+    rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ);
+    if (rc == 0) ::waitpid(pid, &status, 0);
+    end = Clock::now();
+  }
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail(program + " --help failed");
   return Ms(end - start);
