@@ -9,7 +9,8 @@
 // calls land here, statically or dynamically linked) and reports at most two cores; every other
 // query goes to the C library.
 //
-// Linked into the nvidia-device-plugin executable only (not into libraries or tests).
+// Linked into the nvidia-device-plugin executable only (not into libraries or tests), and never
+// built with sanitizers: their runtimes call sysconf before instrumented code may run.
 #include <unistd.h>
 
 // glibc's own implementation, which its `sysconf` is a weak alias of (exported since glibc 2.2.5;
