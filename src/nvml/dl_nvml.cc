@@ -161,6 +161,10 @@ class DlNvml final : public Nvml {
     return Describe(*device, uuid);
   }
 
+  absl::StatusOr<std::vector<MigDeviceInfo>> MigDevices(unsigned /*index*/) override {
+    return absl::UnimplementedError("MIG enumeration is not implemented yet");
+  }
+
   absl::Status WatchEvents(const std::vector<std::string>& gpu_uuids,
                            uint64_t event_types) override {
     absl::MutexLock lock(&events_mu_);

@@ -37,11 +37,37 @@ struct GpuInfo {
   bool mig_enabled = false;
 };
 
+// One MIG device (a compute instance inside a GPU instance) of a MIG-enabled GPU, as NVML
+// reports it through the MIG device handle and its parent.
+struct MigDeviceInfo {
+  std::string uuid;          // "MIG-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+  unsigned mig_index = 0;    // slot on the parent (nvmlDeviceGetMigDeviceHandleByIndex)
+  unsigned gi_id = 0;        // nvmlDeviceGetGpuInstanceId
+  unsigned ci_id = 0;        // nvmlDeviceGetComputeInstanceId
+  // go-nvlib's profile name built from the GI/CI profiles and the memory fraction, e.g. "1g.5gb",
+  // "1g.5gb+me", "1c.3g.20gb" (see docs/mig.md).
+  std::string profile;
+  uint64_t memory_bytes = 0;  // nvmlDeviceAttributes_t.memorySizeMB in bytes
+  unsigned multiprocessor_count = 0;
+  unsigned gi_slice_count = 0;
+  unsigned ci_slice_count = 0;
+  // The rest of nvmlDeviceAttributes_t, for the single strategy's "identical attributes" rule.
+  unsigned shared_copy_engines = 0;
+  unsigned shared_decoders = 0;
+  unsigned shared_encoders = 0;
+  unsigned shared_jpegs = 0;
+  unsigned shared_ofas = 0;
+};
+
 // One health-relevant event (only Xid critical errors carry a code).
 struct Event {
-  std::string gpu_uuid;
-  uint64_t type = 0;  // NVML event type bit (0x8 = Xid critical error)
-  uint64_t xid = 0;   // Xid number for Xid events, else 0
+  std::string gpu_uuid;  // the full GPU's UUID, also for events attributed to a MIG device
+  uint64_t type = 0;     // NVML event type bit (0x8 = Xid critical error)
+  uint64_t xid = 0;      // Xid number for Xid events, else 0
+  // The MIG GPU/compute instance the event is attributable to; nullopt when NVML says 0xFFFFFFFF
+  // (the whole GPU).
+  std::optional<unsigned> gi_id;
+  std::optional<unsigned> ci_id;
 };
 
 // Event type bits (NVML's values).
@@ -63,6 +89,9 @@ class Nvml {
   virtual absl::StatusOr<GpuInfo> GpuByIndex(unsigned index) = 0;
   // NotFound for a UUID the driver does not know.
   virtual absl::StatusOr<GpuInfo> GpuByUuid(const std::string& uuid) = 0;
+  // The MIG devices of GPU `index` in slot order; empty when MIG is off or unsupported.
+  // REQUIRES: index < GpuCount().
+  virtual absl::StatusOr<std::vector<MigDeviceInfo>> MigDevices(unsigned index) = 0;
 
   // Health events. Register the given event types (masked by what each GPU supports) for the listed
   // GPUs, then wait. WaitForEvent returns nullopt on timeout; an error means the event set is

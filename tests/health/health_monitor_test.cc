@@ -67,6 +67,9 @@ class ScriptedNvml : public nvml::Nvml {
   absl::StatusOr<nvml::GpuInfo> GpuByUuid(const std::string&) override {
     return absl::NotFoundError("");
   }
+  absl::StatusOr<std::vector<nvml::MigDeviceInfo>> MigDevices(unsigned) override {
+    return std::vector<nvml::MigDeviceInfo>{};
+  }
   absl::Status WatchEvents(const std::vector<std::string>& uuids, uint64_t types) override {
     watched_ = uuids;
     types_ = types;
