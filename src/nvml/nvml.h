@@ -66,8 +66,8 @@ struct Event {
   uint64_t xid = 0;      // Xid number for Xid events, else 0
   // The MIG GPU/compute instance the event is attributable to; nullopt when NVML says 0xFFFFFFFF
   // (the whole GPU).
-  std::optional<unsigned> gi_id;
-  std::optional<unsigned> ci_id;
+  std::optional<unsigned> gi_id{};
+  std::optional<unsigned> ci_id{};
 };
 
 // Event type bits (NVML's values).
