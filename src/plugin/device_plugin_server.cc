@@ -62,57 +62,15 @@ SocketState ProbeSocketPath(const std::string& path) {
 // last message) are cancelled. It runs beside the caller (see Stop).
 constexpr auto kShutdownGrace = std::chrono::milliseconds(50);
 
-// gRPC 1.51 runs every callback-API server of a process on one shared completion queue, served by
-// "nexting" threads. Each waits at most a second for an event and then sleeps 100 ms before it
-// waits again, so a server idle for a second can leave every such thread asleep: the next call
-// (kubelet dialling back, the self-dial of a new server) or the end of a shutdown then waits up
-// to 100 ms. And the last server to go shuts the queue down and joins those threads, sleeping
-// ones included. So a server that serves nothing (no port) is kept for the life of the process,
-// which keeps the queue and its threads, and a heartbeat calls it over an in-process channel
-// more often than once a second: the thread that took the latest call is then still waiting when
-// the others sleep (any period under a second does; 750 ms leaves room for scheduling delays and
-// costs about 9 more context switches a second, idle). Built on first use; the heartbeat stops
-// at exit, the rest is never destroyed (the process exit ends its threads).
-constexpr absl::Duration kHeartbeatPeriod = absl::Milliseconds(750);
+// What the server's completion queue returns: every operation started on it names one of these,
+// and its owner decides what the outcome means.
+class QueueEvent {
+ public:
+  virtual void Complete(bool ok) = 0;
 
-struct CallbackQueueKeeper {
-  grpc::Server* server = nullptr;
-  absl::Mutex mu;
-  bool stop ABSL_GUARDED_BY(mu) = false;
-  std::thread heartbeat;
+ protected:
+  ~QueueEvent() = default;
 };
-
-void KeepCallbackQueueForever() {
-  static CallbackQueueKeeper* const keeper = [] {
-    auto* k = new CallbackQueueKeeper();
-    auto* service = new v1beta1::DevicePlugin::CallbackService();  // answers UNIMPLEMENTED
-    grpc::ServerBuilder builder;
-    builder.RegisterService(service);
-    k->server = builder.BuildAndStart().release();
-    if (k->server == nullptr) return k;
-    k->heartbeat = std::thread([k, channel = k->server->InProcessChannel({})] {
-      logging::NameThisThread("nvdp-heartbeat");
-      auto stub = v1beta1::DevicePlugin::NewStub(channel);
-      absl::MutexLock lock(&k->mu);
-      while (!k->mu.AwaitWithTimeout(absl::Condition(&k->stop), kHeartbeatPeriod)) {
-        k->mu.Unlock();
-        grpc::ClientContext context;
-        v1beta1::DevicePluginOptions options;
-        (void)stub->GetDevicePluginOptions(&context, v1beta1::Empty(), &options);
-        k->mu.Lock();
-      }
-    });
-    // Before gRPC's own statics go.
-    std::atexit([] {
-      {
-        absl::MutexLock lock(&keeper->mu);
-        keeper->stop = true;
-      }
-      if (keeper->heartbeat.joinable()) keeper->heartbeat.join();
-    });
-    return k;
-  }();
-}
 
 }  // namespace
 
@@ -120,26 +78,72 @@ std::string SocketNameFor(const sharing::ResourceSpec& spec) {
   return config::PluginSocketName(spec.ShortName());
 }
 
-// One open ListAndWatch stream. Keeps at most one write in flight and always sends the newest
-// device list (shared with the other streams, never copied). Lock order: the owner's mu_ may be
-// held while taking this reactor's mu_, never the reverse; the reactor never calls into the owner
-// while holding its own lock.
-class DevicePluginServer::ListAndWatchReactor
-    : public grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse> {
+// One unary call, from gRPC's announcement of it to its answer having left: requested on the
+// server's queue, answered on the server's thread by `Handler`, deleted when the answer is sent
+// (or when the server shuts down before a call arrived).
+template <typename Request, typename Response>
+class DevicePluginServer::UnaryCall final : public QueueEvent {
  public:
-  explicit ListAndWatchReactor(DevicePluginServer* owner) : owner_(owner) {
-    // Pushes the current list; a refused stream (too many, or stopping) ends at once.
-    if (grpc::Status status = owner_->AddWatcher(this); !status.ok()) {
-      owner_ = nullptr;
-      absl::MutexLock lock(&mu_);
-      RequestFinishLocked(status);
+  using RequestMethod = void (v1beta1::DevicePlugin::AsyncService::*)(
+      grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
+      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
+  using Handler = std::function<grpc::Status(const Request&, Response*)>;
+
+  // Asks for the next call of `method`, to be answered by `handler`.
+  static void Await(DevicePluginServer* owner, RequestMethod method, Handler handler) {
+    auto* call = new UnaryCall(owner, method, std::move(handler));
+    (owner->service_.get()->*method)(&call->context_, &call->request_, &call->responder_,
+                                     owner->queue_.get(), owner->queue_.get(), call);
+  }
+
+  void Complete(bool ok) override {
+    if (!ok || answered_) {  // the server shut down before a call came, or the answer is sent
+      delete this;
+      return;
     }
+    answered_ = true;
+    Await(owner_, method_, handler_);  // the next call of this method may arrive meanwhile
+    const grpc::Status status = handler_(request_, &response_);
+    responder_.Finish(response_, status, this);
+  }
+
+ private:
+  UnaryCall(DevicePluginServer* owner, RequestMethod method, Handler handler)
+      : owner_(owner), method_(method), handler_(std::move(handler)), responder_(&context_) {}
+
+  DevicePluginServer* const owner_;
+  const RequestMethod method_;
+  const Handler handler_;
+  grpc::ServerContext context_;
+  Request request_;
+  Response response_;
+  grpc::ServerAsyncResponseWriter<Response> responder_;
+  bool answered_ = false;
+};
+
+// One ListAndWatch stream. Keeps at most one write in flight and always sends the newest device
+// list (shared with the other streams, never copied). Four kinds of events reach it: the call's
+// arrival, each write's and the finish's completion, and the call's end (gRPC's done
+// notification, which also tells a cancelled stream apart). It deletes itself once the call has
+// ended and no operation of it is outstanding.
+//
+// Lock order: the owner's mu_ may be held while taking this stream's mu_, never the reverse; the
+// stream never calls into the owner while holding its own lock.
+class DevicePluginServer::WatchCall final {
+ public:
+  // Asks for the next ListAndWatch call.
+  static void Await(DevicePluginServer* owner) {
+    auto* call = new WatchCall(owner);
+    call->context_.AsyncNotifyWhenDone(&call->done_event_);
+    owner->service_->RequestListAndWatch(&call->context_, &call->request_, &call->writer_,
+                                         owner->queue_.get(), owner->queue_.get(),
+                                         &call->arrived_event_);
   }
 
   // A newer device list to send.
   void Push(DeviceListPtr list) {
     absl::MutexLock lock(&mu_);
-    if (finish_requested_) return;
+    if (finish_requested_ || broken_) return;
     next_ = std::move(list);
     MaybeWriteLocked();
   }
@@ -150,161 +154,200 @@ class DevicePluginServer::ListAndWatchReactor
     RequestFinishLocked(grpc::Status::OK);
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by peer"));
-    }
-    if (finish_requested_) {
-      FinishOnceLocked();
-      return;
-    }
-    MaybeWriteLocked();
-  }
+ private:
+  enum class Kind { kArrived, kWritten, kFinished, kDone };
 
-  void OnCancel() override {
-    // A cancelled stream no longer counts against kMaxStreams, even before gRPC calls OnDone: a
-    // client that opens and cancels streams quickly must not crowd out the next one (kubelet's).
-    if (owner_ != nullptr) owner_->RemoveWatcher(this);
-    absl::MutexLock lock(&mu_);
-    RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-  }
+  // Routes one queue event to the stream, with what it was for.
+  class Event final : public QueueEvent {
+   public:
+    Event(WatchCall* call, Kind kind) : call_(call), kind_(kind) {}
+    void Complete(bool ok) override { call_->OnEvent(kind_, ok); }
 
-  void OnDone() override {
-    if (owner_ != nullptr) owner_->RemoveWatcher(this);
+   private:
+    WatchCall* const call_;
+    const Kind kind_;
+  };
+
+  explicit WatchCall(DevicePluginServer* owner) : owner_(owner), writer_(&context_) {}
+
+  void OnEvent(Kind kind, bool ok) {
+    switch (kind) {
+      case Kind::kArrived:
+        if (!ok) {  // the server shut down before a call came: no done notification follows
+          delete this;
+          return;
+        }
+        Await(owner_);
+        {
+          absl::MutexLock lock(&mu_);
+          arrived_ = true;
+        }
+        // Pushes the current list; a refused stream (too many, or stopping) ends at once.
+        if (grpc::Status status = owner_->AddWatcher(this); !status.ok()) {
+          absl::MutexLock lock(&mu_);
+          RequestFinishLocked(status);
+        }
+        return;
+      case Kind::kDone:
+        // Cancelled or finished: a cancelled stream no longer counts against kMaxStreams, so a
+        // client that opens and cancels streams quickly never crowds out the next one (kubelet's).
+        owner_->RemoveWatcher(this);
+        {
+          absl::MutexLock lock(&mu_);
+          done_ = true;
+          if (!ReleasableLocked()) return;
+        }
+        delete this;
+        return;
+      case Kind::kWritten: {
+        absl::MutexLock lock(&mu_);
+        writing_ = false;
+        if (!ok) broken_ = true;  // the peer is gone; the done notification follows
+        if (finish_requested_ && !broken_) {
+          FinishOnceLocked();
+        } else {
+          MaybeWriteLocked();
+        }
+        if (!ReleasableLocked()) return;
+        break;
+      }
+      case Kind::kFinished: {
+        absl::MutexLock lock(&mu_);
+        finishing_ = false;
+        if (!ReleasableLocked()) return;
+        break;
+      }
+    }
     delete this;
   }
 
- private:
+  bool ReleasableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return done_ && !writing_ && !finishing_;
+  }
+
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || next_ == nullptr || finish_requested_) return;
+    if (!arrived_ || writing_ || next_ == nullptr || finish_requested_ || broken_ || done_) return;
     current_ = std::move(next_);
     next_ = nullptr;
     writing_ = true;
-    StartWrite(current_.get());
+    writer_.Write(*current_, &written_event_);
   }
 
   void RequestFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_requested_) return;
+    if (finish_requested_ || !arrived_) return;
     finish_requested_ = true;
     finish_status_ = status;
     if (!writing_) FinishOnceLocked();
   }
 
   void FinishOnceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
+    if (finished_ || broken_ || done_) return;
     finished_ = true;
-    Finish(finish_status_);
-  }
-
-  DevicePluginServer* owner_;  // null for a refused stream
-  absl::Mutex mu_;
-  DeviceListPtr current_ ABSL_GUARDED_BY(mu_);  // being written
-  DeviceListPtr next_ ABSL_GUARDED_BY(mu_);     // newest list not yet written
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
-};
-
-class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackService {
- public:
-  explicit Service(DevicePluginServer* owner) : owner_(owner) {}
-
-  grpc::ServerUnaryReactor* GetDevicePluginOptions(
-      grpc::CallbackServerContext* context, const v1beta1::Empty*,
-      v1beta1::DevicePluginOptions* response) override {
-    response->set_pre_start_required(false);
-    response->set_get_preferred_allocation_available(true);
-    return Done(context, grpc::Status::OK);
-  }
-
-  grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(
-      grpc::CallbackServerContext*, const v1beta1::Empty*) override {
-    return new ListAndWatchReactor(owner_);
-  }
-
-  grpc::ServerUnaryReactor* GetPreferredAllocation(
-      grpc::CallbackServerContext* context, const v1beta1::PreferredAllocationRequest* request,
-      v1beta1::PreferredAllocationResponse* response) override {
-    const auto& spec = owner_->spec_;
-    const auto& ledger = owner_->accounting_.ledger;
-    for (const auto& container : request->container_requests()) {
-      const auto available = ToVector(container.available_deviceids());
-      const auto must_include = ToVector(container.must_include_deviceids());
-      sharing::PreferenceHints hints;
-      if (ledger) {
-        // What kubelet offers is free right now: the freshest view of releases there is.
-        ledger->RecordAvailable(available, must_include, owner_->SettledHealthy());
-        hints.gpu_at_client_cap = ledger->GpusAtClientCap();
-      }
-      auto picked = sharing::PreferredAllocation(spec, available, must_include,
-                                                 container.allocation_size(), hints);
-      if (!picked.ok()) {
-        spdlog::warn("{}: GetPreferredAllocation refused: {}", spec.name,
-                     std::string(picked.status().message()));
-        return Done(context, ToGrpc(picked.status()));
-      }
-      auto* out = response->add_container_responses();
-      for (auto& id : *picked) out->add_deviceids(std::move(id));
-    }
-    return Done(context, grpc::Status::OK);
-  }
-
-  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* context,
-                                     const v1beta1::AllocateRequest* request,
-                                     v1beta1::AllocateResponse* response) override {
-    const auto& spec = owner_->spec_;
-    if (request->container_requests().empty()) {
-      return Done(context,
-                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                               absl::StrCat(spec.name, ": Allocate request names no containers")));
-    }
-    const auto& ledger = owner_->accounting_.ledger;
-    std::vector<std::vector<std::string>> granted;
-    for (const auto& container : request->container_requests()) {
-      auto ids = ToVector(container.devices_ids());
-      sharing::GrantOptions options;
-      options.reuses_held_ids = ledger != nullptr && ledger->AllHeld(ids);
-      auto grant = sharing::GrantContainer(spec, ids, options);
-      absl::Status status = grant.status();
-      if (status.ok() && !options.reuses_held_ids) {
-        status = owner_->CheckClientCap(*grant, ids.size());
-      }
-      if (!status.ok()) {
-        spdlog::warn("{}: Allocate refused: {}", spec.name, std::string(status.message()));
-        return Done(context, ToGrpc(status));
-      }
-      *response->add_container_responses() = BuildContainerResponse(spec, *grant, owner_->options_);
-      spdlog::info("{}: allocated {} device ID(s) on {} GPU(s){}", spec.name, ids.size(),
-                   grant->gpus.size(),
-                   options.reuses_held_ids ? " (reused from the pod's init containers)" : "");
-      granted.push_back(std::move(ids));
-    }
-    if (ledger) {
-      for (const auto& ids : granted) ledger->RecordAllocate(ids);
-      if (owner_->accounting_.refresh_soon) owner_->accounting_.refresh_soon();
-    }
-    return Done(context, grpc::Status::OK);
-  }
-
-  grpc::ServerUnaryReactor* PreStartContainer(grpc::CallbackServerContext* context,
-                                              const v1beta1::PreStartContainerRequest*,
-                                              v1beta1::PreStartContainerResponse*) override {
-    return Done(context, grpc::Status::OK);
-  }
-
- private:
-  static grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
-                                        const grpc::Status& status) {
-    auto* reactor = context->DefaultReactor();
-    reactor->Finish(status);
-    return reactor;
+    finishing_ = true;
+    writer_.Finish(finish_status_, &finished_event_);
   }
 
   DevicePluginServer* const owner_;
+  grpc::ServerContext context_;
+  v1beta1::Empty request_;
+  grpc::ServerAsyncWriter<v1beta1::ListAndWatchResponse> writer_;
+  Event arrived_event_{this, Kind::kArrived};
+  Event written_event_{this, Kind::kWritten};
+  Event finished_event_{this, Kind::kFinished};
+  Event done_event_{this, Kind::kDone};
+
+  absl::Mutex mu_;
+  bool arrived_ ABSL_GUARDED_BY(mu_) = false;
+  DeviceListPtr current_ ABSL_GUARDED_BY(mu_);  // being written
+  DeviceListPtr next_ ABSL_GUARDED_BY(mu_);     // newest list not yet written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a write failed
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish was called
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // ... and has not completed
+  bool done_ ABSL_GUARDED_BY(mu_) = false;       // the call has ended
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
+
+void DevicePluginServer::RequestCalls() {
+  using Async = v1beta1::DevicePlugin::AsyncService;
+  UnaryCall<v1beta1::Empty, v1beta1::DevicePluginOptions>::Await(
+      this, &Async::RequestGetDevicePluginOptions,
+      [](const v1beta1::Empty&, v1beta1::DevicePluginOptions* response) {
+        response->set_pre_start_required(false);
+        response->set_get_preferred_allocation_available(true);
+        return grpc::Status::OK;
+      });
+  UnaryCall<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>::Await(
+      this, &Async::RequestGetPreferredAllocation, [this](const auto& request, auto* response) {
+        return GetPreferredAllocation(request, response);
+      });
+  UnaryCall<v1beta1::AllocateRequest, v1beta1::AllocateResponse>::Await(
+      this, &Async::RequestAllocate,
+      [this](const auto& request, auto* response) { return Allocate(request, response); });
+  UnaryCall<v1beta1::PreStartContainerRequest, v1beta1::PreStartContainerResponse>::Await(
+      this, &Async::RequestPreStartContainer, [](const auto&, auto*) { return grpc::Status::OK; });
+  WatchCall::Await(this);
+}
+
+grpc::Status DevicePluginServer::GetPreferredAllocation(
+    const v1beta1::PreferredAllocationRequest& request,
+    v1beta1::PreferredAllocationResponse* response) {
+  const auto& ledger = accounting_.ledger;
+  for (const auto& container : request.container_requests()) {
+    const auto available = ToVector(container.available_deviceids());
+    const auto must_include = ToVector(container.must_include_deviceids());
+    sharing::PreferenceHints hints;
+    if (ledger) {
+      // What kubelet offers is free right now: the freshest view of releases there is.
+      ledger->RecordAvailable(available, must_include, SettledHealthy());
+      hints.gpu_at_client_cap = ledger->GpusAtClientCap();
+    }
+    auto picked = sharing::PreferredAllocation(spec_, available, must_include,
+                                               container.allocation_size(), hints);
+    if (!picked.ok()) {
+      spdlog::warn("{}: GetPreferredAllocation refused: {}", spec_.name,
+                   std::string(picked.status().message()));
+      return ToGrpc(picked.status());
+    }
+    auto* out = response->add_container_responses();
+    for (auto& id : *picked) out->add_deviceids(std::move(id));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status DevicePluginServer::Allocate(const v1beta1::AllocateRequest& request,
+                                          v1beta1::AllocateResponse* response) {
+  if (request.container_requests().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(spec_.name, ": Allocate request names no containers"));
+  }
+  const auto& ledger = accounting_.ledger;
+  std::vector<std::vector<std::string>> granted;
+  for (const auto& container : request.container_requests()) {
+    auto ids = ToVector(container.devices_ids());
+    sharing::GrantOptions options;
+    options.reuses_held_ids = ledger != nullptr && ledger->AllHeld(ids);
+    auto grant = sharing::GrantContainer(spec_, ids, options);
+    absl::Status status = grant.status();
+    if (status.ok() && !options.reuses_held_ids) status = CheckClientCap(*grant, ids.size());
+    if (!status.ok()) {
+      spdlog::warn("{}: Allocate refused: {}", spec_.name, std::string(status.message()));
+      response->Clear();
+      return ToGrpc(status);
+    }
+    *response->add_container_responses() = BuildContainerResponse(spec_, *grant, options_);
+    spdlog::info("{}: allocated {} device ID(s) on {} GPU(s){}", spec_.name, ids.size(),
+                 grant->gpus.size(),
+                 options.reuses_held_ids ? " (reused from the pod's init containers)" : "");
+    granted.push_back(std::move(ids));
+  }
+  if (ledger) {
+    for (const auto& ids : granted) ledger->RecordAllocate(ids);
+    if (accounting_.refresh_soon) accounting_.refresh_soon();
+  }
+  return grpc::Status::OK;
+}
 
 DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptions options,
                                        std::string socket_path, Accounting accounting)
@@ -315,7 +358,7 @@ DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptio
       accounting_(std::move(accounting)),
       shaping_(accounting_.ledger != nullptr && spec_.mode == sharing::Mode::kMps &&
                spec_.per_container_limits && spec_.capacity_shaping),
-      service_(std::make_unique<Service>(this)) {
+      service_(std::make_unique<v1beta1::DevicePlugin::AsyncService>()) {
   absl::MutexLock lock(&mu_);
   shown_.assign(devices_.size(), 1);
   ReshapeLocked();
@@ -400,6 +443,7 @@ absl::Status DevicePluginServer::ClearSocketPath() const {
 DevicePluginServer::~DevicePluginServer() {
   Stop();
   if (shutdown_thread_.joinable()) shutdown_thread_.join();
+  if (rpc_thread_.joinable()) rpc_thread_.join();
   server_.reset();
 }
 
@@ -430,14 +474,26 @@ absl::Status DevicePluginServer::Start() {
   }
   if (auto status = ClearSocketPath(); !status.ok()) return status;
   ::unlink(temp_path.c_str());  // left by an earlier process with our pid
-  KeepCallbackQueueForever();
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + temp_path, grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
+  queue_ = builder.AddCompletionQueue();
   server_ = builder.BuildAndStart();
   if (!server_) {
+    queue_->Shutdown();  // nothing was requested on it; drained before it is destroyed
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue_->Next(&tag, &ok)) {
+    }
     return absl::UnavailableError(absl::StrCat(spec_.name, ": cannot listen on ", temp_path));
   }
+  RequestCalls();
+  rpc_thread_ = std::thread([queue = queue_.get()] {
+    logging::NameThisThread("nvdp-rpc");
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue->Next(&tag, &ok)) static_cast<QueueEvent*>(tag)->Complete(ok);
+  });
   // Only root (kubelet) may call Allocate, whatever the umask: restricted before it is visible.
   if (::chmod(temp_path.c_str(), 0600) != 0) {
     const std::string error = std::strerror(errno);
@@ -495,12 +551,15 @@ void DevicePluginServer::Stop() {
   // The socket goes first, so that nobody dials a server that is going away; only if it is still
   // ours (kubelet may have replaced the directory's contents meanwhile).
   if (SocketFileIsOurs()) ::unlink(socket_path_.c_str());
-  // Every stream has been asked to finish; gRPC's shutdown waits for its callback threads, which
-  // sleep up to 100 ms when idle, so it runs beside the caller. The destructor waits for it.
-  shutdown_thread_ = std::thread([server = server_.get()] {
+  // Every stream has been asked to finish; gRPC's shutdown waits for the calls still open (up to
+  // the grace, for a client that does not read), so it runs beside the caller. Then the queue
+  // shuts down, and the server's thread ends once it has drained it. The destructor waits for
+  // both.
+  shutdown_thread_ = std::thread([server = server_.get(), queue = queue_.get()] {
     logging::NameThisThread("nvdp-shutdown");
     server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
     server->Wait();
+    queue->Shutdown();
   });
   spdlog::info("{}: stopped serving on {}", spec_.name, socket_path_);
 }
@@ -569,7 +628,7 @@ DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() {
   return response;
 }
 
-grpc::Status DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
+grpc::Status DevicePluginServer::AddWatcher(WatchCall* reactor) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is stopping");
   if (watchers_.size() >= kMaxStreams) {
@@ -586,7 +645,7 @@ grpc::Status DevicePluginServer::AddWatcher(ListAndWatchReactor* reactor) {
   return grpc::Status::OK;
 }
 
-void DevicePluginServer::RemoveWatcher(ListAndWatchReactor* reactor) {
+void DevicePluginServer::RemoveWatcher(WatchCall* reactor) {
   absl::MutexLock lock(&mu_);
   if (watchers_.erase(reactor) == 0) return;  // OnCancel already did
   if (!stopping_) {

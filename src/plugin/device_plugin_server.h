@@ -21,9 +21,14 @@
 // that every valid request can use (sharing::ShapeCapacity), re-sending the list when that changes.
 // Shaping never hides an allocated share; real faults still mark everything.
 //
+// Serving: gRPC's async API on a completion queue of the server's own, driven by one thread
+// ("nvdp-rpc") that blocks in Next(): no gRPC callback threads, no polling, and a call or a stop
+// never waits for a sleeping pool thread. Handlers are short and never block on the network
+// (Allocate may re-read PodResources once before a refusal, bounded).
+//
 // Lifecycle: Start() (serves, and checks that it can be dialled) -> Stop(). One Start per object;
 // to serve again after a kubelet restart, build a new server. Thread-safety: every public method
-// may be called from any thread; gRPC callbacks run on gRPC's threads.
+// may be called from any thread; RPC handlers run on the server's own thread.
 #pragma once
 
 #include <sys/types.h>
@@ -47,6 +52,7 @@
 
 namespace grpc {
 class Server;
+class ServerCompletionQueue;
 class Status;
 }  // namespace grpc
 
@@ -120,13 +126,21 @@ class DevicePluginServer {
   using DeviceListPtr = std::shared_ptr<const v1beta1::ListAndWatchResponse>;
 
  private:
-  class Service;
-  class ListAndWatchReactor;
+  class WatchCall;
+  template <typename Request, typename Response>
+  class UnaryCall;
 
+  // Asks gRPC for the next call of every method (one outstanding request each).
+  void RequestCalls();
+  // The RPC handlers (on the server's thread).
+  grpc::Status GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& request,
+                                      v1beta1::PreferredAllocationResponse* response);
+  grpc::Status Allocate(const v1beta1::AllocateRequest& request,
+                        v1beta1::AllocateResponse* response);
   // Adds the stream and pushes the current list; an error (the stream is not added) when
   // kMaxStreams are open or the server is stopping.
-  grpc::Status AddWatcher(ListAndWatchReactor* reactor);
-  void RemoveWatcher(ListAndWatchReactor* reactor);  // idempotent
+  grpc::Status AddWatcher(WatchCall* watcher);
+  void RemoveWatcher(WatchCall* watcher);  // idempotent
   DeviceListPtr BuildDeviceListLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<char> SettledHealthy() const;
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -156,14 +170,16 @@ class DevicePluginServer {
   std::vector<char> healthy_now_ ABSL_GUARDED_BY(mu_);
   std::vector<char> healthy_settled_ ABSL_GUARDED_BY(mu_);
   DeviceListPtr device_list_ ABSL_GUARDED_BY(mu_);  // rebuilt on every health change
-  std::set<ListAndWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
+  std::set<WatchCall*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   ino_t socket_inode_ = 0;                  // set by Start
   std::atomic<bool> ledger_hooked_{false};  // our Reshape is the ledger's callback
   std::atomic<bool> stop_begun_{false};
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<v1beta1::DevicePlugin::AsyncService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::ServerCompletionQueue> queue_;
+  std::thread rpc_thread_;       // drains queue_; ends once it is shut down and empty
   std::thread shutdown_thread_;  // started by Stop, joined by the destructor
 };
 
