@@ -110,7 +110,7 @@ struct SupervisorOptions {
   absl::Duration ready_timeout = absl::Seconds(60);    // start -> first successful probe
   absl::Duration ready_poll_interval = absl::Milliseconds(250);
   absl::Duration probe_timeout = absl::Seconds(5);
-  absl::Duration liveness_period = absl::Seconds(10);
+  absl::Duration liveness_period = absl::Seconds(30);
   absl::Duration stop_timeout = absl::Seconds(10);  // `quit` and the child's exit after it
   absl::Duration kill_grace = absl::Seconds(2);     // SIGTERM -> SIGKILL
   absl::Duration backoff_initial = absl::Seconds(1);

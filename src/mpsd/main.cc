@@ -64,7 +64,7 @@ struct MpsdFlags {
   std::string nvidia_smi;
   bool set_compute_mode = true;
   std::string launch_mode = "foreground";
-  double liveness_period_s = 10;
+  double liveness_period_s = 30;
   double ready_timeout_s = 60;
   std::string log_level = "info";
 };

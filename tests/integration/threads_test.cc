@@ -112,9 +112,10 @@ TEST(ThreadsTest, GrpcPoolsDoNotGrowWithTheMachinesCores) {
 #endif
   const auto here = ThreadsOnAMachineOf(0);
   const auto big = ThreadsOnAMachineOf(64);
-  // Unpinned, gRPC 1.51 runs 33 EventEngine threads and 16 completion-queue threads at 64 cores.
+  // Unpinned, gRPC 1.51 runs 33 EventEngine threads at 64 cores (and 16 completion-queue threads
+  // for a callback-API service, which the plugin does not use: its servers drive their own queues).
   EXPECT_LE(big.count("event_engine") ? big.at("event_engine") : 0, 4) << Show(big);
-  EXPECT_LE(big.count("nexting_thread") ? big.at("nexting_thread") : 0, 2) << Show(big);
+  EXPECT_EQ(big.count("nexting_thread"), 0u) << Show(big);
   EXPECT_LE(Total(big), Total(here) + 2) << "64 cores: " << Show(big) << "; here: " << Show(here);
 }
 
@@ -123,8 +124,8 @@ TEST(ThreadsTest, EveryThreadIsNamed) {
   GTEST_SKIP() << "ThreadSanitizer runs a thread of its own and cannot start under the shim";
 #endif
   // gRPC names its own; the main thread keeps the process's name; every other is "nvdp-<role>".
-  const std::set<std::string> grpc = {"default-executo", "event_engine",    "grpc_global_tim",
-                                      "nexting_thread",  "resolver-execut", "timer_manager"};
+  const std::set<std::string> grpc = {"default-executo", "event_engine", "grpc_global_tim",
+                                      "resolver-execut", "timer_manager"};
   for (const auto& [name, count] : ThreadsOnAMachineOf(0)) {
     if (grpc.contains(name) || name.starts_with("nvdp-")) continue;
     EXPECT_EQ(name, "nvidia-device-p") << "an unnamed thread";
