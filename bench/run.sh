@@ -5,7 +5,8 @@
 # how fast a killed MPS control daemon shows at kubelet, Unhealthy and Healthy again
 # (mps_health_latency), then how lean and quiet both daemons are (lean_bench: RSS, threads and
 # their names, idle wake-ups and CPU, start-up, --help, RPC ratios to an empty call, first
-# ListAndWatch), then stop and re-registration times (stop_latency, where that target exists),
+# ListAndWatch), then what a bare gRPC async server costs (grpc_floor, the floor under the
+# plugin's threads and wake-ups), then stop and re-registration times (stop_latency, where that target exists),
 # and last one table of every figure with its target: figure | target | measured | pass/miss
 # (docs/performance.md).
 # Extra arguments go to the sharing benchmark binary, e.g.
@@ -25,7 +26,7 @@ if [[ ! -f "$build/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
 fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DNVDP_BUILD_TESTS=ON -DNVDP_BUILD_BENCH=ON -DNVDP_SANITIZE= >/dev/null
-targets=(sharing_bench daemon_footprint mps_health_latency lean_bench)
+targets=(sharing_bench daemon_footprint mps_health_latency lean_bench grpc_floor)
 # stop_latency is optional: built and run only where the tree has it.
 if grep -q '/stop_latency\.dir$' "$build/CMakeFiles/TargetDirectories.txt" 2>/dev/null; then
   targets+=(stop_latency)
@@ -92,6 +93,11 @@ echo "How lean and quiet (8x A100-40GB fake node, test kubelet, Release):"
 echo
 # shellcheck disable=SC2086
 run_figures lean_bench ${LEAN_ARGS:-}
+
+echo
+echo "What gRPC alone costs (grpc_floor):"
+echo
+run_figures grpc_floor
 
 if [[ " ${targets[*]} " == *" stop_latency "* ]]; then
   echo

@@ -4,10 +4,10 @@
 // read with sysconf(_SC_NPROCESSORS_CONF), whatever the process's CPU affinity: its EventEngine
 // pool keeps min(cores, 32) + 1 threads (and the callback API's completion-queue pool, which the
 // plugin no longer uses, min(cores / 2, 16)). On a 64-core GPU node that is 33 threads or more for
-// a process that serves a handful of RPCs a minute. Nothing in gRPC's API sets these sizes, so this executable defines
-// sysconf itself (an executable's symbols come first in the dynamic linker's lookup, so gRPC's
-// calls land here, statically or dynamically linked) and reports at most two cores; every other
-// query goes to the C library.
+// a process that serves a handful of RPCs a minute. Nothing in gRPC's API sets these sizes, so this
+// executable defines sysconf itself (an executable's symbols come first in the dynamic linker's
+// lookup, so gRPC's calls land here, statically or dynamically linked) and reports at most two
+// cores; every other query goes to the C library.
 //
 // Linked into the nvidia-device-plugin executable only (not into libraries or tests), and never
 // built with sanitizers: their runtimes call sysconf before instrumented code may run.
