@@ -221,9 +221,10 @@ void HealthMonitor::Run(std::shared_ptr<Shared> shared) {
     }
     const std::optional<std::string> subject = s.Subject(e);
     if (!subject) {
-      spdlog::info("GPU {}: critical Xid {} in GPU instance {} / compute instance {}, not one of "
-                   "the MIG devices watched; ignored",
-                   e.gpu_uuid, e.xid, *e.gi_id, *e.ci_id);
+      spdlog::info(
+          "GPU {}: critical Xid {} in GPU instance {} / compute instance {}, not one of "
+          "the MIG devices watched; ignored",
+          e.gpu_uuid, e.xid, *e.gi_id, *e.ci_id);
       continue;
     }
     if (*subject != e.gpu_uuid) {

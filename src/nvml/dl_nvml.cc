@@ -46,18 +46,18 @@ namespace nvdp::nvml {
   X(nvmlEventSetFree)
 
 // MIG enumeration (MigDevices). Optional as a group: a driver without them has no MIG.
-#define NVDP_NVML_MIG_SYMBOLS(X)                   \
-  X(nvmlDeviceGetMaxMigDeviceCount)               \
-  X(nvmlDeviceGetMigDeviceHandleByIndex)          \
-  X(nvmlDeviceIsMigDeviceHandle)                  \
-  X(nvmlDeviceGetGpuInstanceId)                   \
-  X(nvmlDeviceGetComputeInstanceId)               \
-  X(nvmlDeviceGetAttributes_v2)                   \
-  X(nvmlDeviceGetGpuInstanceById)                 \
-  X(nvmlGpuInstanceGetInfo)                       \
-  X(nvmlGpuInstanceGetComputeInstanceById)        \
-  X(nvmlComputeInstanceGetInfo_v2)                \
-  X(nvmlDeviceGetGpuInstanceProfileInfo)          \
+#define NVDP_NVML_MIG_SYMBOLS(X)           \
+  X(nvmlDeviceGetMaxMigDeviceCount)        \
+  X(nvmlDeviceGetMigDeviceHandleByIndex)   \
+  X(nvmlDeviceIsMigDeviceHandle)           \
+  X(nvmlDeviceGetGpuInstanceId)            \
+  X(nvmlDeviceGetComputeInstanceId)        \
+  X(nvmlDeviceGetAttributes_v2)            \
+  X(nvmlDeviceGetGpuInstanceById)          \
+  X(nvmlGpuInstanceGetInfo)                \
+  X(nvmlGpuInstanceGetComputeInstanceById) \
+  X(nvmlComputeInstanceGetInfo_v2)         \
+  X(nvmlDeviceGetGpuInstanceProfileInfo)   \
   X(nvmlGpuInstanceGetComputeInstanceProfileInfo)
 
 // Used when present (older drivers lack them).
@@ -304,14 +304,14 @@ class DlNvml final : public Nvml {
     NVDP_NVML_MIG_SYMBOLS(NVDP_NVML_MISSING)
 #undef NVDP_NVML_MISSING
     if (!missing.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("MIG is enabled on GPU ", index, " but the driver's NVML lacks ",
-                       absl::StrJoin(missing, ", ")));
+      return absl::FailedPreconditionError(absl::StrCat("MIG is enabled on GPU ", index,
+                                                        " but the driver's NVML lacks ",
+                                                        absl::StrJoin(missing, ", ")));
     }
     // go-nvlib names profiles against the parent's total memory from the v1 call.
     nvmlMemory_t memory{};
-    if (auto s = Check(api_.nvmlDeviceGetMemoryInfo(parent, &memory), "nvmlDeviceGetMemoryInfo",
-                       label);
+    if (auto s =
+            Check(api_.nvmlDeviceGetMemoryInfo(parent, &memory), "nvmlDeviceGetMemoryInfo", label);
         !s.ok()) {
       return s;
     }
@@ -325,7 +325,8 @@ class DlNvml final : public Nvml {
       nvmlDevice_t mig = nullptr;
       ret = api_.nvmlDeviceGetMigDeviceHandleByIndex(parent, slot, &mig);
       if (ret == NVML_ERROR_NOT_FOUND || ret == NVML_ERROR_INVALID_ARGUMENT) continue;  // empty
-      if (auto s = Check(ret, "nvmlDeviceGetMigDeviceHandleByIndex", absl::StrCat(label, ", ", slot));
+      if (auto s =
+              Check(ret, "nvmlDeviceGetMigDeviceHandleByIndex", absl::StrCat(label, ", ", slot));
           !s.ok()) {
         return s;
       }
@@ -521,8 +522,8 @@ class DlNvml final : public Nvml {
       return s;
     }
     nvmlDeviceAttributes_t attrs{};
-    if (auto s = Check(api_.nvmlDeviceGetAttributes_v2(mig, &attrs), "nvmlDeviceGetAttributes_v2",
-                       id);
+    if (auto s =
+            Check(api_.nvmlDeviceGetAttributes_v2(mig, &attrs), "nvmlDeviceGetAttributes_v2", id);
         !s.ok()) {
       return s;
     }
@@ -544,8 +545,8 @@ class DlNvml final : public Nvml {
       return s;
     }
     nvmlGpuInstanceInfo_t gi_info{};
-    if (auto s = Check(api_.nvmlGpuInstanceGetInfo(gi, &gi_info), "nvmlGpuInstanceGetInfo",
-                       gi_label);
+    if (auto s =
+            Check(api_.nvmlGpuInstanceGetInfo(gi, &gi_info), "nvmlGpuInstanceGetInfo", gi_label);
         !s.ok()) {
       return s;
     }
@@ -592,8 +593,8 @@ class DlNvml final : public Nvml {
           return info;
         }
       }
-      return absl::NotFoundError(absl::StrCat(id, ": no compute instance profile has id ",
-                                              ci_info.profileId));
+      return absl::NotFoundError(
+          absl::StrCat(id, ": no compute instance profile has id ", ci_info.profileId));
     }
     return absl::NotFoundError(
         absl::StrCat(id, ": no GPU instance profile has id ", gi_info.profileId));

@@ -42,10 +42,10 @@ class DlNvml;
 // go-nvlib's MIG profile name for a MIG device: "<G>g.<GB>gb" when the compute instance spans the
 // whole GPU instance, else "<C>c.<G>g.<GB>gb", then a suffix ("+me" for the media-extension
 // profiles, "+me.all", "+gfx", "-me"). G and C are the slices implied by the GPU- and
-// compute-instance profile *indices* (NVML_GPU_INSTANCE_PROFILE_*, NVML_COMPUTE_INSTANCE_PROFILE_*);
-// GB is memory_mib as a fraction of the parent's total, rounded up to eighths, times the parent's
-// memory in GiB rounded up, rounded to the nearest integer. InvalidArgument for an index go-nvlib
-// does not know, or a parent total of 0.
+// compute-instance profile *indices* (NVML_GPU_INSTANCE_PROFILE_*,
+// NVML_COMPUTE_INSTANCE_PROFILE_*); GB is memory_mib as a fraction of the parent's total, rounded
+// up to eighths, times the parent's memory in GiB rounded up, rounded to the nearest integer.
+// InvalidArgument for an index go-nvlib does not know, or a parent total of 0.
 absl::StatusOr<std::string> MigProfileName(unsigned gi_profile_index, unsigned ci_profile_index,
                                            uint64_t memory_mib, uint64_t parent_total_bytes);
 

@@ -227,10 +227,11 @@ TEST(HealthMonitorMigTest, EventsWithGpuAndComputeInstanceNameTheMigDevice) {
       xid("GPU-0", 94, {}, {}),  // the whole GPU
   });
   Recorder recorder;
-  HealthMonitor monitor(nvml, {"GPU-1", "MIG-0a"},
-                        {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}, MigDeviceRef{"GPU-0", 9, 0, "MIG-0b"},
-                         MigDeviceRef{"GPU-2", 2, 0, "MIG-2a"}},
-                        {}, recorder.Callback(), std::chrono::milliseconds(1));
+  HealthMonitor monitor(
+      nvml, {"GPU-1", "MIG-0a"},
+      {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}, MigDeviceRef{"GPU-0", 9, 0, "MIG-0b"},
+       MigDeviceRef{"GPU-2", 2, 0, "MIG-2a"}},
+      {}, recorder.Callback(), std::chrono::milliseconds(1));
   ASSERT_TRUE(monitor.Start().ok());
   EXPECT_THAT(recorder.WaitFor(4), ElementsAre(Pair("MIG-0b", false), Pair("MIG-0a", false),
                                                Pair("GPU-1", false), Pair("GPU-0", false)));
@@ -244,8 +245,8 @@ TEST(HealthMonitorMigTest, EventsWithGpuAndComputeInstanceNameTheMigDevice) {
 TEST(HealthMonitorMigTest, BrokenEventSetMarksTheWatchedGpus) {
   ScriptedNvml nvml({absl::InternalError("GPU is lost")});
   Recorder recorder;
-  HealthMonitor monitor(nvml, {}, {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}}, {},
-                        recorder.Callback(), std::chrono::milliseconds(1));
+  HealthMonitor monitor(nvml, {}, {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}}, {}, recorder.Callback(),
+                        std::chrono::milliseconds(1));
   ASSERT_TRUE(monitor.Start().ok());
   EXPECT_THAT(recorder.WaitFor(1), ElementsAre(Pair("GPU-0", false)));
   EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));

@@ -32,8 +32,7 @@ std::string A100Uuid(unsigned i) {
   return "GPU-a100a100-0000-4000-8000-00000000000" + std::to_string(i);
 }
 std::string A100MigUuid(unsigned gpu, unsigned slot) {
-  return "MIG-a100a100-000" + std::to_string(gpu) + "-5000-8000-00000000000" +
-         std::to_string(slot);
+  return "MIG-a100a100-000" + std::to_string(gpu) + "-5000-8000-00000000000" + std::to_string(slot);
 }
 
 std::string Name(unsigned gi, unsigned ci, uint64_t mib, uint64_t total) {

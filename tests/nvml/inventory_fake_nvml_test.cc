@@ -157,7 +157,8 @@ TEST(InventoryFakeNvmlMigTest, MixedA100NodeListsEveryMigDeviceWithItsParentAndC
   EXPECT_EQ(first.mig->profile, "3g.20gb");
   EXPECT_EQ(first.mig->multiprocessor_count, 42u);
   // gpu0/gi2/access and gpu0/gi2/ci0/access in the driver's minors table.
-  EXPECT_EQ(first.mig->cap_device_paths, (std::vector<std::string>{Cap(3 + 2 * 9), Cap(4 + 2 * 9)}));
+  EXPECT_EQ(first.mig->cap_device_paths,
+            (std::vector<std::string>{Cap(3 + 2 * 9), Cap(4 + 2 * 9)}));
   EXPECT_EQ(first.mig->cap_error, "");
 
   // GPU 3's second MIG device: CI 1 of the 3g GPU instance 1, on the GPU with minor 3.
@@ -183,8 +184,8 @@ TEST(InventoryFakeNvmlMigTest, MixedA100NodeListsEveryMigDeviceWithItsParentAndC
 }
 
 TEST(InventoryFakeNvmlMigTest, H100SevenOneSliceDevices) {
-  auto inventory = DiscoverMigNode("h100-80gb-x1-mig-1g10gb.json",
-                                   FakeNvmlNode("h100-80gb-x1-mig-1g10gb-proc"));
+  auto inventory =
+      DiscoverMigNode("h100-80gb-x1-mig-1g10gb.json", FakeNvmlNode("h100-80gb-x1-mig-1g10gb-proc"));
   ASSERT_TRUE(inventory.ok()) << inventory.status();
   ASSERT_EQ(inventory->mig_devices.size(), 7u);
   for (unsigned i = 0; i < 7; ++i) {
@@ -198,15 +199,14 @@ TEST(InventoryFakeNvmlMigTest, H100SevenOneSliceDevices) {
 }
 
 TEST(InventoryFakeNvmlMigTest, MissingCapabilityFilesAreRecordedNotFatal) {
-  auto inventory =
-      DiscoverMigNode("h100-80gb-x1-mig-1g10gb.json", "/nonexistent/nvdp-driver-root");
+  auto inventory = DiscoverMigNode("h100-80gb-x1-mig-1g10gb.json", "/nonexistent/nvdp-driver-root");
   ASSERT_TRUE(inventory.ok()) << inventory.status();
   ASSERT_EQ(inventory->mig_devices.size(), 7u);
   for (const Gpu& d : inventory->mig_devices) {
     EXPECT_TRUE(d.mig->cap_device_paths.empty());
-    EXPECT_THAT(d.mig->cap_error,
-                ::testing::HasSubstr(
-                    "/nonexistent/nvdp-driver-root/proc/driver/nvidia-caps/mig-minors"));
+    EXPECT_THAT(
+        d.mig->cap_error,
+        ::testing::HasSubstr("/nonexistent/nvdp-driver-root/proc/driver/nvidia-caps/mig-minors"));
   }
 }
 

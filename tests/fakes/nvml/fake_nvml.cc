@@ -33,10 +33,10 @@
 #include <deque>
 #include <fstream>
 #include <map>
-#include <set>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -298,11 +298,44 @@ unsigned long long NumberField(const nlohmann::json& obj, const char* key,
 std::vector<FakeGiProfile> AmpereHopperProfiles(const std::array<unsigned long long, 7>& mem,
                                                 unsigned one_slice_decoders) {
   return {
-      {NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, "1g", 1, 7, 14, 1, one_slice_decoders, 0, 0, mem[0],
-       1, {0, 1, 2, 3, 4, 5, 6}},
-      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, 20, "1g+me", 1, 1, 14, 1, 1, 1, 1, mem[1], 1,
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE,
+       19,
+       "1g",
+       1,
+       7,
+       14,
+       1,
+       one_slice_decoders,
+       0,
+       0,
+       mem[0],
+       1,
        {0, 1, 2, 3, 4, 5, 6}},
-      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 15, "1g-rev2", 1, 4, 14, 1, 1, 0, 0, mem[2], 2,
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1,
+       20,
+       "1g+me",
+       1,
+       1,
+       14,
+       1,
+       1,
+       1,
+       1,
+       mem[1],
+       1,
+       {0, 1, 2, 3, 4, 5, 6}},
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2,
+       15,
+       "1g-rev2",
+       1,
+       4,
+       14,
+       1,
+       1,
+       0,
+       0,
+       mem[2],
+       2,
        {0, 2, 4, 6}},
       {NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, "2g", 2, 3, 28, 2, 1, 0, 0, mem[3], 2, {0, 2, 4}},
       {NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, "3g", 3, 2, 42, 3, 2, 0, 0, mem[4], 4, {0, 4}},
@@ -380,8 +413,10 @@ const FakeGiProfile& GiProfileByName(const FakeMigTable& table, unsigned long lo
 // CI profile names in a node description: "1c", "2c", "3c", "4c", "7c".
 unsigned CiProfileIndexByName(const std::string& name) {
   static const std::map<std::string, unsigned> kNames = {
-      {"1c", NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE}, {"2c", NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE},
-      {"3c", NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE}, {"4c", NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE},
+      {"1c", NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE},
+      {"2c", NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE},
+      {"3c", NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE},
+      {"4c", NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE},
       {"7c", NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE}};
   auto it = kNames.find(name);
   if (it == kNames.end()) throw std::runtime_error("unknown ci_profile \"" + name + "\"");
@@ -977,7 +1012,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device, Takes::kEither); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     return CopyString(device->uuid, uuid, length);
   });
 }
@@ -987,7 +1023,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device, Takes::kEither); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     return CopyString(device->name, name, length);
   });
 }
@@ -996,7 +1033,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned i
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device, Takes::kEither); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     if (index == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *index = device->index;
     return NVML_SUCCESS;
@@ -1018,7 +1056,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlM
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device, Takes::kEither); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device, Takes::kEither);
+        r != NVML_SUCCESS)
+      return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     memory->total = device->memory_total;
     memory->used = device->memory_used;
@@ -1032,7 +1072,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device, Takes::kEither); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device, Takes::kEither);
+        r != NVML_SUCCESS)
+      return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     memory->total = device->memory_total;
@@ -1092,12 +1134,23 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned
   });
 }
 
+namespace {
+
 // MIG device slots: as many as the GPU model has while MIG is on, none while it is off.
 unsigned MaxMigDevices(const nvmlDevice_st& gpu) {
   return gpu.mig_mode == NVML_DEVICE_MIG_ENABLE && gpu.mig_table != nullptr
              ? gpu.mig_table->max_mig_devices
              : 0;
 }
+
+// Preamble of the GPU-instance calls: initialised, a current GI, then any injected failure.
+nvmlReturn_t EnterGpuInstance(const State& s, const char* symbol, nvmlGpuInstance_t gi) {
+  if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+  if (!Contains(s.gpu_instances, gi)) return NVML_ERROR_INVALID_ARGUMENT;
+  return Injected(s, symbol, gi->device->index);
+}
+
+}  // namespace
 
 FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device,
                                                              unsigned int* count) {
@@ -1136,8 +1189,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlD
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", migDevice,
-                             Takes::kMig);
+    if (auto r =
+            EnterDevice(s, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", migDevice, Takes::kMig);
         r != NVML_SUCCESS) {
       return r;
     }
@@ -1223,8 +1276,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetGpuInstanceProfileInfo", device);
-        r != NVML_SUCCESS) {
+    if (auto r = EnterDevice(s, "nvmlDeviceGetGpuInstanceProfileInfo", device); r != NVML_SUCCESS) {
       return r;
     }
     if (info == nullptr || profile >= NVML_GPU_INSTANCE_PROFILE_COUNT) {
@@ -1268,13 +1320,6 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceById(nvmlDevice_t device, 
     }
     return NVML_ERROR_NOT_FOUND;
   });
-}
-
-// Preamble of the GPU-instance calls: initialised, a current GI, then any injected failure.
-nvmlReturn_t EnterGpuInstance(const State& s, const char* symbol, nvmlGpuInstance_t gi) {
-  if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
-  if (!Contains(s.gpu_instances, gi)) return NVML_ERROR_INVALID_ARGUMENT;
-  return Injected(s, symbol, gi->device->index);
 }
 
 FAKE_NVML_EXPORT nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gpuInstance,
