@@ -80,12 +80,14 @@ TEST(MigProfileNameTest, SuffixesAndUnknownProfiles) {
 
 class DlNvmlMigTest : public ::testing::Test {
  protected:
-  // Loads the fake on `node` (with `failures` in FAKE_NVML_FAIL) and initialises it.
-  void Load(const std::string& node, const std::string& failures = "") {
+  // Loads the fake on `node` (with `failures` in FAKE_NVML_FAIL) and initialises it; `library`
+  // selects a build of it with fewer exports.
+  void Load(const std::string& node, const std::string& failures = "",
+            const std::string& library = FakeNvmlLibrary()) {
     if (nvml_ != nullptr) (void)nvml_->Shutdown();  // the fake reads the node at the first init
     ScopedFakeNvmlEnv::Set("FAKE_NVML_NODE", FakeNvmlNode(node));
     if (!failures.empty()) ScopedFakeNvmlEnv::Set("FAKE_NVML_FAIL", failures);
-    auto nvml = LoadNvml({FakeNvmlLibrary()});
+    auto nvml = LoadNvml({library});
     ASSERT_TRUE(nvml.ok()) << nvml.status();
     nvml_ = *std::move(nvml);
     ASSERT_TRUE(nvml_->Init().ok());
@@ -203,6 +205,36 @@ TEST_F(DlNvmlMigTest, FailingMigQueryNamesTheCallAndTheDevice) {
   EXPECT_THAT(broken.status().message(), HasSubstr("nvmlDeviceGetAttributes_v2"));
   EXPECT_THAT(broken.status().message(), HasSubstr(A100MigUuid(1, 0)));
   EXPECT_EQ(Devices(0).size(), 4u);
+}
+
+std::string FakeNvmlVariant(const std::string& dir) {
+  return testutil::BinDir() + "/../lib/" + dir + "/libnvidia-ml.so.1";
+}
+
+// A driver without nvmlDeviceGetMigMode has no MIG: GPUs are not MIG-capable, none has MIG devices.
+TEST_F(DlNvmlMigTest, DriverWithoutMigSymbolsHasNoMig) {
+  Load("a100-sxm4-40gb-x8-mig-mixed.json", "", FakeNvmlVariant("fake-nvml-no-mig"));
+  auto gpu = nvml_->GpuByIndex(0);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_FALSE(gpu->mig_capable);
+  EXPECT_FALSE(gpu->mig_enabled);
+  EXPECT_TRUE(Devices(0).empty());
+}
+
+// MIG reported on but the enumeration entry points missing: an error naming them, not silence.
+TEST_F(DlNvmlMigTest, MigEnabledWithoutEnumerationSymbolsFails) {
+  Load("a100-sxm4-40gb-x8-mig-mixed.json", "", FakeNvmlVariant("fake-nvml-mig-mode-only"));
+  auto gpu = nvml_->GpuByIndex(0);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_TRUE(gpu->mig_enabled);
+  auto devices = nvml_->MigDevices(0);
+  EXPECT_EQ(devices.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(devices.status().message(), HasSubstr("nvmlDeviceGetMaxMigDeviceCount"));
+  EXPECT_THAT(devices.status().message(), HasSubstr("GPU 0"));
+  // MIG off: nothing to enumerate, nothing missing.
+  auto off = nvml_->MigDevices(6);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->empty());
 }
 
 class DlNvmlMigEventsTest : public DlNvmlMigTest {
