@@ -278,6 +278,13 @@ class DlNvml final : public Nvml {
   absl::StatusOr<GpuInfo> GpuByUuid(const std::string& uuid) override {
     auto device = HandleByUuid(uuid);
     if (!device.ok()) return device.status();
+    // NVML resolves MIG UUIDs too; their handles answer few of the full-GPU queries.
+    unsigned is_mig = 0;
+    if (api_.nvmlDeviceIsMigDeviceHandle != nullptr &&
+        api_.nvmlDeviceIsMigDeviceHandle(*device, &is_mig) == NVML_SUCCESS && is_mig != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(uuid, " is a MIG device, not a full GPU (see MigDevices)"));
+    }
     return Describe(*device, uuid);
   }
 

@@ -207,6 +207,16 @@ TEST_F(DlNvmlMigTest, FailingMigQueryNamesTheCallAndTheDevice) {
   EXPECT_EQ(Devices(0).size(), 4u);
 }
 
+TEST_F(DlNvmlMigTest, GpuByUuidRefusesAMigDevice) {
+  Load("a100-sxm4-40gb-x8-mig-mixed.json");
+  auto mig = nvml_->GpuByUuid(A100MigUuid(0, 1));
+  EXPECT_EQ(mig.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(mig.status().message(), HasSubstr("is a MIG device"));
+  auto gpu = nvml_->GpuByUuid(A100Uuid(0));
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_TRUE(gpu->mig_enabled);
+}
+
 std::string FakeNvmlVariant(const std::string& dir) {
   return testutil::BinDir() + "/../lib/" + dir + "/libnvidia-ml.so.1";
 }
