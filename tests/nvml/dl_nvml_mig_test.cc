@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "health/health_monitor.h"
 #include "nvml/dl_nvml.h"
 #include "nvml/fake_nvml_env.h"
 #include "nvml/nvml_abi.h"
@@ -293,6 +296,35 @@ TEST_F(DlNvmlMigEventsTest, EventsCarryTheirGpuAndComputeInstance) {
   e = Next();
   EXPECT_EQ(e.gi_id, std::nullopt);
   EXPECT_EQ(e.ci_id, std::nullopt);
+}
+
+// End to end: the health monitor on DlNvml and the fake, with the MIG devices DlNvml enumerated.
+TEST_F(DlNvmlMigEventsTest, HealthMonitorReportsTheMigDeviceAnXidIsAttributedTo) {
+  std::vector<health::MigDeviceRef> refs;
+  for (const MigDeviceInfo& d : Devices(0)) {
+    refs.push_back(
+        {.parent_uuid = A100Uuid(0), .gi_id = d.gi_id, .ci_id = d.ci_id, .uuid = d.uuid});
+  }
+  absl::Mutex mu;
+  std::vector<std::string> unhealthy;
+  health::HealthMonitor monitor(
+      *nvml_, {A100Uuid(6)}, refs, {},
+      [&](const std::string& uuid, bool healthy) {
+        absl::MutexLock lock(&mu);
+        if (!healthy) unhealthy.push_back(uuid);
+      },
+      std::chrono::milliseconds(20));
+  ASSERT_TRUE(monitor.Start().ok());
+  Append("xid " + A100Uuid(0) + " 79 3 0");  // GI 3: the 2g.10gb in slot 1
+  Append("xid " + A100Uuid(6) + " 79");
+  {
+    absl::MutexLock lock(&mu);
+    auto two = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return unhealthy.size() >= 2; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&two), absl::Seconds(20)));
+    EXPECT_THAT(unhealthy, ::testing::ElementsAre(A100MigUuid(0, 1), A100Uuid(6)));
+  }
+  monitor.Stop();
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
 }
 
 // NVML registers events on full GPUs only.
