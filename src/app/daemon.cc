@@ -178,7 +178,9 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   if (auto status = (*nvml)->Init(); !status.ok()) {
     return init_failed("NVML init failed: " + std::string(status.message()));
   }
-  auto inventory = device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
+  auto inventory =
+      device::DiscoverInventory(**nvml, {.sysfs_root = GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"),
+                                         .driver_root = GetEnv("NVDP_DRIVER_ROOT").value_or("/")});
   if (!inventory.ok()) {
     (*nvml)->Shutdown().IgnoreError();
     return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));

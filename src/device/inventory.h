@@ -84,10 +84,22 @@ struct Inventory {
 // NVML's "00000000:07:00.0" -> sysfs "0000:07:00.0".
 std::string NvmlBusIdToSysfs(const std::string& nvml_bus_id);
 
-// Reads every GPU through `nvml` (which must be initialised) and its NUMA node from
-// `<sysfs_root>/bus/pci/devices/<bus>/numa_node` (missing file or negative value: unknown).
-absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml,
-                                            const std::string& sysfs_root = "/sys");
+// Where discovery reads the files NVML does not cover.
+struct DiscoveryPaths {
+  // NUMA nodes: <sysfs_root>/bus/pci/devices/<bus>/numa_node.
+  std::string sysfs_root = "/sys";
+  // MIG capability files: <driver_root>/proc/driver/nvidia/capabilities/... and
+  // <driver_root>/proc/driver/nvidia-caps/mig-minors. The kernel's procfs shows them to every
+  // container at /proc, so "/" in production; tests point it at a fake tree.
+  std::string driver_root = "/";
+};
+
+// Reads every GPU through `nvml` (which must be initialised) and its NUMA node from sysfs (missing
+// file or negative value: unknown), and every MIG device of each GPU with MIG enabled, with its
+// capability device nodes (see MigInfo::cap_device_paths; failing to resolve them is recorded in
+// MigInfo::cap_error, not a discovery failure). A GPU that fails to describe itself, or a
+// MIG-enabled GPU whose MIG devices cannot be enumerated, fails discovery with an error naming it.
+absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const DiscoveryPaths& paths = {});
 
 // MIG strategies are not implemented yet. A node where some GPU has MIG enabled and the strategy is
 // single or mixed would otherwise advertise full GPUs that cannot run work: FailedPrecondition

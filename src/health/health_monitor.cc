@@ -1,6 +1,12 @@
 #include "health/health_monitor.h"
 
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -53,19 +59,63 @@ bool IsCritical(const nvml::Event& event, const HealthSettings& settings) {
          !settings.ignored_xids.contains(event.xid);
 }
 
+namespace {
+
+// The GPUs to register events on: `gpu_uuids` and the MIG devices' parents, each once, in order,
+// without MIG devices.
+std::vector<std::string> WatchedGpus(const std::vector<std::string>& gpu_uuids,
+                                     const std::vector<MigDeviceRef>& mig_devices) {
+  std::set<std::string> mig_uuids;
+  for (const MigDeviceRef& mig : mig_devices) mig_uuids.insert(mig.uuid);
+  std::vector<std::string> watched;
+  std::set<std::string> seen;
+  auto add = [&](const std::string& uuid) {
+    if (mig_uuids.contains(uuid)) {
+      spdlog::warn("{} is a MIG device: watching its parent GPU's events instead", uuid);
+      return;
+    }
+    if (seen.insert(uuid).second) watched.push_back(uuid);
+  };
+  for (const std::string& uuid : gpu_uuids) add(uuid);
+  for (const MigDeviceRef& mig : mig_devices) add(mig.parent_uuid);
+  return watched;
+}
+
+}  // namespace
+
 // The state the thread needs. It is shared with the thread so that a thread Stop() detached (still
 // blocked in NVML's event wait) never touches the monitor, which may be gone when the wait returns.
 struct HealthMonitor::Shared {
-  Shared(nvml::Nvml& nvml_in, std::vector<std::string> gpu_uuids_in, HealthSettings settings_in,
+  Shared(nvml::Nvml& nvml_in, const std::vector<std::string>& gpu_uuids_in,
+         const std::vector<MigDeviceRef>& mig_devices, HealthSettings settings_in,
          Callback callback_in, std::chrono::milliseconds wait_period_in)
       : nvml(nvml_in),
-        gpu_uuids(std::move(gpu_uuids_in)),
+        gpu_uuids(WatchedGpus(gpu_uuids_in, mig_devices)),
         settings(std::move(settings_in)),
         wait_period(wait_period_in),
-        callback(std::move(callback_in)) {}
+        callback(std::move(callback_in)) {
+    for (const MigDeviceRef& mig : mig_devices) {
+      mig_uuids[{mig.parent_uuid, mig.gi_id, mig.ci_id}] = mig.uuid;
+      gpus_with_mig.insert(mig.parent_uuid);
+    }
+  }
+
+  // The UUID an event is about: a listed MIG device's for an event naming its GI and CI, the GPU's
+  // for one naming neither (or on a GPU without listed MIG devices); nullopt for a GI/CI of that
+  // GPU that is not listed.
+  std::optional<std::string> Subject(const nvml::Event& e) const {
+    if (!e.gi_id || !e.ci_id) return e.gpu_uuid;
+    auto it = mig_uuids.find({e.gpu_uuid, *e.gi_id, *e.ci_id});
+    if (it != mig_uuids.end()) return it->second;
+    if (gpus_with_mig.contains(e.gpu_uuid)) return std::nullopt;
+    return e.gpu_uuid;
+  }
 
   nvml::Nvml& nvml;  // not owned; used only by the thread, and only while `stop` is false
-  const std::vector<std::string> gpu_uuids;
+  const std::vector<std::string> gpu_uuids;  // the full GPUs registered for events
+  // (parent UUID, GI, CI) -> MIG device UUID.
+  std::map<std::tuple<std::string, unsigned, unsigned>, std::string> mig_uuids;
+  std::set<std::string> gpus_with_mig;  // parents of the listed MIG devices
   const HealthSettings settings;
   const std::chrono::milliseconds wait_period;
 
@@ -79,7 +129,13 @@ struct HealthMonitor::Shared {
 HealthMonitor::HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids,
                              HealthSettings settings, Callback callback,
                              std::chrono::milliseconds wait_period)
-    : shared_(std::make_shared<Shared>(nvml, std::move(gpu_uuids), std::move(settings),
+    : HealthMonitor(nvml, std::move(gpu_uuids), {}, std::move(settings), std::move(callback),
+                    wait_period) {}
+
+HealthMonitor::HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids,
+                             std::vector<MigDeviceRef> mig_devices, HealthSettings settings,
+                             Callback callback, std::chrono::milliseconds wait_period)
+    : shared_(std::make_shared<Shared>(nvml, gpu_uuids, mig_devices, std::move(settings),
                                        std::move(callback), wait_period)) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
@@ -163,8 +219,21 @@ void HealthMonitor::Run(std::shared_ptr<Shared> shared) {
       spdlog::info("GPU {}: event type {:#x} Xid {} ignored", e.gpu_uuid, e.type, e.xid);
       continue;
     }
-    spdlog::warn("GPU {}: critical Xid {}; marking it unhealthy", e.gpu_uuid, e.xid);
-    s.callback(e.gpu_uuid, false);
+    const std::optional<std::string> subject = s.Subject(e);
+    if (!subject) {
+      spdlog::info(
+          "GPU {}: critical Xid {} in GPU instance {} / compute instance {}, not one of "
+          "the MIG devices watched; ignored",
+          e.gpu_uuid, e.xid, *e.gi_id, *e.ci_id);
+      continue;
+    }
+    if (*subject != e.gpu_uuid) {
+      spdlog::warn("GPU {}: critical Xid {} in MIG device {} (GI {}, CI {}); marking it unhealthy",
+                   e.gpu_uuid, e.xid, *subject, *e.gi_id, *e.ci_id);
+    } else {
+      spdlog::warn("GPU {}: critical Xid {}; marking it unhealthy", e.gpu_uuid, e.xid);
+    }
+    s.callback(*subject, false);
   }
   s.running = false;
   s.mu.Unlock();

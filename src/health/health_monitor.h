@@ -3,6 +3,13 @@
 // DP_DISABLE_HEALTHCHECKS (`all`, `xids`, or a comma list of extra Xids to ignore) and
 // DP_ENABLE_HEALTHCHECKS (`all`, or a comma list of Xids to stop ignoring) adjust that.
 //
+// MIG: NVML reports events on the parent GPU, with the GPU/compute instance an Xid is attributable
+// to. Given the MIG devices to report on (MigDeviceRef), the monitor registers on their parents
+// and calls the callback with the MIG device's UUID for an event naming its GI and CI; an event
+// without GI/CI names the full GPU's UUID (whoever owns the callback then marks everything on that
+// GPU). An event naming a GI/CI that none of the listed MIG devices of that GPU has is ignored, as
+// upstream does, when the GPU has listed MIG devices; otherwise it names the full GPU.
+//
 // Owns one thread that blocks in Nvml::WaitForEvent with a long timeout (it does not poll: it
 // wakes for an event or once per `wait_period`) and calls the callback from there. Stop() never
 // waits for that NVML wait: a thread blocked in it is detached and ends by itself when the wait
@@ -40,6 +47,14 @@ HealthSettings ParseHealthSettings(const std::optional<std::string>& disable,
 // True if an event marks its GPU unhealthy under `settings`.
 bool IsCritical(const nvml::Event& event, const HealthSettings& settings);
 
+// A MIG device the monitor reports on by its own UUID: where NVML's events place it.
+struct MigDeviceRef {
+  std::string parent_uuid{};
+  unsigned gi_id = 0;
+  unsigned ci_id = 0;
+  std::string uuid{};  // "MIG-..."
+};
+
 class HealthMonitor {
  public:
   using Callback = std::function<void(const std::string& gpu_uuid, bool healthy)>;
@@ -49,8 +64,14 @@ class HealthMonitor {
   // event-set lock (which WatchEvents and its destructor take) held longer.
   static constexpr std::chrono::milliseconds kDefaultWaitPeriod{5000};
 
+  // Watches the full GPUs `gpu_uuids`.
   HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids, HealthSettings settings,
                 Callback callback, std::chrono::milliseconds wait_period = kDefaultWaitPeriod);
+  // Watches the full GPUs `gpu_uuids` and the parents of `mig_devices` (a MIG UUID in `gpu_uuids`
+  // is dropped: NVML registers events on full GPUs only), reporting MIG devices by their UUID.
+  HealthMonitor(nvml::Nvml& nvml, std::vector<std::string> gpu_uuids,
+                std::vector<MigDeviceRef> mig_devices, HealthSettings settings, Callback callback,
+                std::chrono::milliseconds wait_period = kDefaultWaitPeriod);
   // Calls Stop().
   ~HealthMonitor();
 

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "NVML init failed: %s\n", std::string(status.message()).c_str());
     return 1;
   }
-  auto inventory = nvdp::device::DiscoverInventory(**nvml, sysfs_root);
+  auto inventory = nvdp::device::DiscoverInventory(**nvml, {.sysfs_root = sysfs_root});
   (*nvml)->Shutdown().IgnoreError();
   if (!inventory.ok()) {
     std::fprintf(stderr, "discovery failed: %s\n",

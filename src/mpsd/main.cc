@@ -162,8 +162,9 @@ absl::StatusOr<Loaded> LoadSpecs(const nvdp::config::FlagOverrides& command_line
   if (absl::Status s = (*nvml)->Init(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("NVML init failed: ", s.message()));
   }
-  auto inventory =
-      nvdp::device::DiscoverInventory(**nvml, GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"));
+  auto inventory = nvdp::device::DiscoverInventory(
+      **nvml, {.sysfs_root = GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"),
+               .driver_root = GetEnv("NVDP_DRIVER_ROOT").value_or("/")});
   (*nvml)->Shutdown().IgnoreError();
   if (!inventory.ok()) {
     return absl::Status(inventory.status().code(),

@@ -45,8 +45,24 @@ namespace nvdp::nvml {
   X(nvmlEventSetWait_v2)                \
   X(nvmlEventSetFree)
 
+// MIG enumeration (MigDevices). Optional as a group: a driver without them has no MIG.
+#define NVDP_NVML_MIG_SYMBOLS(X)           \
+  X(nvmlDeviceGetMaxMigDeviceCount)        \
+  X(nvmlDeviceGetMigDeviceHandleByIndex)   \
+  X(nvmlDeviceIsMigDeviceHandle)           \
+  X(nvmlDeviceGetGpuInstanceId)            \
+  X(nvmlDeviceGetComputeInstanceId)        \
+  X(nvmlDeviceGetAttributes_v2)            \
+  X(nvmlDeviceGetGpuInstanceById)          \
+  X(nvmlGpuInstanceGetInfo)                \
+  X(nvmlGpuInstanceGetComputeInstanceById) \
+  X(nvmlComputeInstanceGetInfo_v2)         \
+  X(nvmlDeviceGetGpuInstanceProfileInfo)   \
+  X(nvmlGpuInstanceGetComputeInstanceProfileInfo)
+
 // Used when present (older drivers lack them).
-#define NVDP_NVML_OPTIONAL_SYMBOLS(X) X(nvmlDeviceGetMemoryInfo_v2) X(nvmlDeviceGetMigMode)
+#define NVDP_NVML_OPTIONAL_SYMBOLS(X) \
+  X(nvmlDeviceGetMemoryInfo_v2) X(nvmlDeviceGetMigMode) NVDP_NVML_MIG_SYMBOLS(X)
 
 namespace {
 
@@ -105,10 +121,114 @@ absl::StatusCode CodeFor(nvmlReturn_t ret) {
   }
 }
 
+// Compute slices implied by a GPU-instance profile index, as go-nvlib reads them; nullopt for an
+// index it does not know (3_SLICE_GFX and anything newer).
+std::optional<unsigned> GiSlices(unsigned gi_index) {
+  switch (gi_index) {
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE:
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1:
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2:
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME:
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME:
+      return 1;
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME:
+      return 2;
+    case NVML_GPU_INSTANCE_PROFILE_3_SLICE:
+      return 3;
+    case NVML_GPU_INSTANCE_PROFILE_4_SLICE:
+    case NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX:
+      return 4;
+    case NVML_GPU_INSTANCE_PROFILE_6_SLICE:
+      return 6;
+    case NVML_GPU_INSTANCE_PROFILE_7_SLICE:
+      return 7;
+    case NVML_GPU_INSTANCE_PROFILE_8_SLICE:
+      return 8;
+    default:
+      return std::nullopt;
+  }
+}
+
+// Compute slices implied by a compute-instance profile index.
+std::optional<unsigned> CiSlices(unsigned ci_index) {
+  switch (ci_index) {
+    case NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE:
+    case NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1:
+      return 1;
+    case NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE:
+      return 2;
+    case NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE:
+      return 3;
+    case NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE:
+      return 4;
+    case NVML_COMPUTE_INSTANCE_PROFILE_6_SLICE:
+      return 6;
+    case NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE:
+    case NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE_NVL:
+      return 7;
+    case NVML_COMPUTE_INSTANCE_PROFILE_8_SLICE:
+      return 8;
+    default:
+      return std::nullopt;
+  }
+}
+
+absl::string_view GiSuffix(unsigned gi_index) {
+  switch (gi_index) {
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1:
+      return "+me";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME:
+      return "+me.all";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX:
+    case NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX:
+      return "+gfx";
+    case NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME:
+    case NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME:
+      return "-me";
+    default:
+      return "";
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> MigProfileName(unsigned gi_profile_index, unsigned ci_profile_index,
+                                           uint64_t memory_mib, uint64_t parent_total_bytes) {
+  const std::optional<unsigned> g = GiSlices(gi_profile_index);
+  const std::optional<unsigned> c = CiSlices(ci_profile_index);
+  if (!g || !c) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown MIG profile: GPU instance profile ",
+                                                   gi_profile_index, ", compute instance profile ",
+                                                   ci_profile_index));
+  }
+  if (parent_total_bytes == 0) {
+    return absl::InvalidArgumentError("cannot name a MIG profile: the GPU's memory size is 0");
+  }
+  // The memory fraction rounded up to eighths, times the GPU's memory in whole GiB rounded up;
+  // the product rounded half away from zero. Integer arithmetic for the ceilings, so that exact
+  // fractions do not round up by accident.
+  // No overflow below 2^40 MiB (an exbibyte).
+  const uint64_t memory_bytes = memory_mib << 20;
+  const uint64_t eighths = (memory_bytes * 8 + parent_total_bytes - 1) / parent_total_bytes;
+  const uint64_t gib = (parent_total_bytes + (uint64_t{1} << 30) - 1) >> 30;
+  const uint64_t gb = (eighths * gib + 4) / 8;
+  if (*c == *g) return absl::StrCat(*g, "g.", gb, "gb", GiSuffix(gi_profile_index));
+  return absl::StrCat(*c, "c.", *g, "g.", gb, "gb", GiSuffix(gi_profile_index));
+}
 
 class DlNvml final : public Nvml {
  public:
+  // nvmlEventData_t's GI/CI for an event not attributable to a MIG instance.
+  static constexpr unsigned kNoInstance = 0xFFFFFFFFu;
+
   // Takes ownership of `handle` (from dlopen); `api` was resolved from it.
   DlNvml(void* handle, const Api& api) : handle_(handle), api_(api) {}
 
@@ -158,11 +278,71 @@ class DlNvml final : public Nvml {
   absl::StatusOr<GpuInfo> GpuByUuid(const std::string& uuid) override {
     auto device = HandleByUuid(uuid);
     if (!device.ok()) return device.status();
+    // NVML resolves MIG UUIDs too; their handles answer few of the full-GPU queries.
+    unsigned is_mig = 0;
+    if (api_.nvmlDeviceIsMigDeviceHandle != nullptr &&
+        api_.nvmlDeviceIsMigDeviceHandle(*device, &is_mig) == NVML_SUCCESS && is_mig != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(uuid, " is a MIG device, not a full GPU (see MigDevices)"));
+    }
     return Describe(*device, uuid);
   }
 
-  absl::StatusOr<std::vector<MigDeviceInfo>> MigDevices(unsigned /*index*/) override {
-    return absl::UnimplementedError("MIG enumeration is not implemented yet");
+  absl::StatusOr<std::vector<MigDeviceInfo>> MigDevices(unsigned index) override {
+    std::vector<MigDeviceInfo> devices;
+    if (api_.nvmlDeviceGetMigMode == nullptr) return devices;  // a driver without MIG
+    nvmlDevice_t parent = nullptr;
+    const std::string label = absl::StrCat(index);
+    if (auto s = Check(api_.nvmlDeviceGetHandleByIndex_v2(index, &parent),
+                       "nvmlDeviceGetHandleByIndex_v2", label);
+        !s.ok()) {
+      return s;
+    }
+    unsigned current = 0;
+    unsigned pending = 0;
+    nvmlReturn_t ret = api_.nvmlDeviceGetMigMode(parent, &current, &pending);
+    if (ret == NVML_ERROR_NOT_SUPPORTED) return devices;
+    if (auto s = Check(ret, "nvmlDeviceGetMigMode", label); !s.ok()) return s;
+    if (current != NVML_DEVICE_MIG_ENABLE) return devices;
+
+    std::vector<std::string> missing;
+#define NVDP_NVML_MISSING(name) \
+  if (api_.name == nullptr) missing.push_back(#name);
+    NVDP_NVML_MIG_SYMBOLS(NVDP_NVML_MISSING)
+#undef NVDP_NVML_MISSING
+    if (!missing.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("MIG is enabled on GPU ", index,
+                                                        " but the driver's NVML lacks ",
+                                                        absl::StrJoin(missing, ", ")));
+    }
+    // go-nvlib names profiles against the parent's total memory from the v1 call.
+    nvmlMemory_t memory{};
+    if (auto s =
+            Check(api_.nvmlDeviceGetMemoryInfo(parent, &memory), "nvmlDeviceGetMemoryInfo", label);
+        !s.ok()) {
+      return s;
+    }
+    unsigned count = 0;
+    if (auto s = Check(api_.nvmlDeviceGetMaxMigDeviceCount(parent, &count),
+                       "nvmlDeviceGetMaxMigDeviceCount", label);
+        !s.ok()) {
+      return s;
+    }
+    for (unsigned slot = 0; slot < count; ++slot) {
+      nvmlDevice_t mig = nullptr;
+      ret = api_.nvmlDeviceGetMigDeviceHandleByIndex(parent, slot, &mig);
+      if (ret == NVML_ERROR_NOT_FOUND || ret == NVML_ERROR_INVALID_ARGUMENT) continue;  // empty
+      if (auto s =
+              Check(ret, "nvmlDeviceGetMigDeviceHandleByIndex", absl::StrCat(label, ", ", slot));
+          !s.ok()) {
+        return s;
+      }
+      auto info = DescribeMig(parent, mig, memory.total, absl::StrCat(index, ":", slot));
+      if (!info.ok()) return info.status();
+      info->mig_index = slot;
+      devices.push_back(*std::move(info));
+    }
+    return devices;
   }
 
   absl::Status WatchEvents(const std::vector<std::string>& gpu_uuids,
@@ -202,6 +382,8 @@ class DlNvml final : public Nvml {
     auto uuid = UuidOf(data.device);
     if (!uuid.ok()) return uuid.status();
     event.gpu_uuid = *std::move(uuid);
+    if (data.gpuInstanceId != kNoInstance) event.gi_id = data.gpuInstanceId;
+    if (data.computeInstanceId != kNoInstance) event.ci_id = data.computeInstanceId;
     return std::optional<Event>(std::move(event));
   }
 
@@ -313,6 +495,116 @@ class DlNvml final : public Nvml {
       }
     }
     return info;
+  }
+
+  // Reads one MIG device the way go-nvlib does: its IDs and attributes, then its GI and CI and
+  // their profiles (matched by profile id while looping over the profile indices, which give the
+  // name). `label` ("<gpu>:<slot>") names it in errors until its UUID is known.
+  absl::StatusOr<MigDeviceInfo> DescribeMig(nvmlDevice_t parent, nvmlDevice_t mig,
+                                            uint64_t parent_total, const std::string& label) const {
+    MigDeviceInfo info;
+    unsigned is_mig = 0;
+    if (auto s = Check(api_.nvmlDeviceIsMigDeviceHandle(mig, &is_mig),
+                       "nvmlDeviceIsMigDeviceHandle", label);
+        !s.ok()) {
+      return s;
+    }
+    if (is_mig == 0) {
+      return absl::InternalError(absl::StrCat("MIG slot ", label, " is not a MIG device handle"));
+    }
+    auto uuid = UuidOf(mig);
+    if (!uuid.ok()) {
+      return absl::Status(uuid.status().code(), absl::StrCat(label, ": ", uuid.status().message()));
+    }
+    info.uuid = *std::move(uuid);
+    const std::string& id = info.uuid;
+    if (auto s = Check(api_.nvmlDeviceGetGpuInstanceId(mig, &info.gi_id),
+                       "nvmlDeviceGetGpuInstanceId", id);
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = Check(api_.nvmlDeviceGetComputeInstanceId(mig, &info.ci_id),
+                       "nvmlDeviceGetComputeInstanceId", id);
+        !s.ok()) {
+      return s;
+    }
+    nvmlDeviceAttributes_t attrs{};
+    if (auto s =
+            Check(api_.nvmlDeviceGetAttributes_v2(mig, &attrs), "nvmlDeviceGetAttributes_v2", id);
+        !s.ok()) {
+      return s;
+    }
+    info.memory_bytes = attrs.memorySizeMB << 20;
+    info.multiprocessor_count = attrs.multiprocessorCount;
+    info.gi_slice_count = attrs.gpuInstanceSliceCount;
+    info.ci_slice_count = attrs.computeInstanceSliceCount;
+    info.shared_copy_engines = attrs.sharedCopyEngineCount;
+    info.shared_decoders = attrs.sharedDecoderCount;
+    info.shared_encoders = attrs.sharedEncoderCount;
+    info.shared_jpegs = attrs.sharedJpegCount;
+    info.shared_ofas = attrs.sharedOfaCount;
+
+    const std::string gi_label = absl::StrCat(id, ", GI ", info.gi_id);
+    nvmlGpuInstance_t gi = nullptr;
+    if (auto s = Check(api_.nvmlDeviceGetGpuInstanceById(parent, info.gi_id, &gi),
+                       "nvmlDeviceGetGpuInstanceById", gi_label);
+        !s.ok()) {
+      return s;
+    }
+    nvmlGpuInstanceInfo_t gi_info{};
+    if (auto s =
+            Check(api_.nvmlGpuInstanceGetInfo(gi, &gi_info), "nvmlGpuInstanceGetInfo", gi_label);
+        !s.ok()) {
+      return s;
+    }
+    nvmlComputeInstance_t ci = nullptr;
+    const std::string ci_label = absl::StrCat(gi_label, ", CI ", info.ci_id);
+    if (auto s = Check(api_.nvmlGpuInstanceGetComputeInstanceById(gi, info.ci_id, &ci),
+                       "nvmlGpuInstanceGetComputeInstanceById", ci_label);
+        !s.ok()) {
+      return s;
+    }
+    nvmlComputeInstanceInfo_t ci_info{};
+    if (auto s = Check(api_.nvmlComputeInstanceGetInfo_v2(ci, &ci_info),
+                       "nvmlComputeInstanceGetInfo_v2", ci_label);
+        !s.ok()) {
+      return s;
+    }
+
+    for (unsigned g = 0; g < NVML_GPU_INSTANCE_PROFILE_COUNT; ++g) {
+      nvmlGpuInstanceProfileInfo_t gi_profile{};
+      nvmlReturn_t ret = api_.nvmlDeviceGetGpuInstanceProfileInfo(parent, g, &gi_profile);
+      if (ret == NVML_ERROR_NOT_SUPPORTED || ret == NVML_ERROR_INVALID_ARGUMENT) continue;
+      if (auto s = Check(ret, "nvmlDeviceGetGpuInstanceProfileInfo", absl::StrCat(id, ", ", g));
+          !s.ok()) {
+        return s;
+      }
+      if (gi_profile.id != gi_info.profileId) continue;
+      for (unsigned c = 0; c < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++c) {
+        for (unsigned e = 0; e < NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_COUNT; ++e) {
+          nvmlComputeInstanceProfileInfo_t ci_profile{};
+          ret = api_.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, c, e, &ci_profile);
+          if (ret == NVML_ERROR_NOT_SUPPORTED || ret == NVML_ERROR_INVALID_ARGUMENT) continue;
+          if (auto s = Check(ret, "nvmlGpuInstanceGetComputeInstanceProfileInfo",
+                             absl::StrCat(gi_label, ", ", c, ", ", e));
+              !s.ok()) {
+            return s;
+          }
+          if (ci_profile.id != ci_info.profileId) continue;
+          auto name = MigProfileName(g, c, attrs.memorySizeMB, parent_total);
+          if (!name.ok()) {
+            return absl::Status(name.status().code(),
+                                absl::StrCat(id, ": ", name.status().message()));
+          }
+          info.profile = *std::move(name);
+          return info;
+        }
+      }
+      return absl::NotFoundError(
+          absl::StrCat(id, ": no compute instance profile has id ", ci_info.profileId));
+    }
+    return absl::NotFoundError(
+        absl::StrCat(id, ": no GPU instance profile has id ", gi_info.profileId));
   }
 
   absl::Status RegisterLocked(const std::string& uuid, uint64_t event_types)

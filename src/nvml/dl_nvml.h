@@ -6,6 +6,11 @@
 // `nvmlDeviceGetHandleByIndex_v2`, `nvmlDeviceGetPciInfo_v3`,
 // `nvmlEventSetWait_v2`, ...); optional ones may be missing.
 //
+// MIG: MigDevices enumerates the MIG devices of a MIG-enabled GPU as go-nvlib does (slots up to
+// nvmlDeviceGetMaxMigDeviceCount, empty ones skipped; profile names from the GI/CI profiles). The
+// MIG symbols are optional: without nvmlDeviceGetMigMode there is no MIG; with MIG enabled but
+// other MIG symbols missing, MigDevices fails naming them.
+//
 // Events: WatchEvents replaces any previous event set; it masks the requested
 // types with what each GPU supports (a GPU supporting none of them, or
 // NOT_SUPPORTED from registration, is logged and skipped); any other error
@@ -17,6 +22,7 @@
 // return; keep wait timeouts short (upstream uses 5 s).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +38,16 @@ namespace nvdp::nvml {
 std::vector<std::string> NvmlLibraryCandidates(const std::string& container_driver_root);
 
 class DlNvml;
+
+// go-nvlib's MIG profile name for a MIG device: "<G>g.<GB>gb" when the compute instance spans the
+// whole GPU instance, else "<C>c.<G>g.<GB>gb", then a suffix ("+me" for the media-extension
+// profiles, "+me.all", "+gfx", "-me"). G and C are the slices implied by the GPU- and
+// compute-instance profile *indices* (NVML_GPU_INSTANCE_PROFILE_*,
+// NVML_COMPUTE_INSTANCE_PROFILE_*); GB is memory_mib as a fraction of the parent's total, rounded
+// up to eighths, times the parent's memory in GiB rounded up, rounded to the nearest integer.
+// InvalidArgument for an index go-nvlib does not know, or a parent total of 0.
+absl::StatusOr<std::string> MigProfileName(unsigned gi_profile_index, unsigned ci_profile_index,
+                                           uint64_t memory_mib, uint64_t parent_total_bytes);
 
 // Loads the first candidate that dlopens and has every required symbol. The
 // error names each path tried and why it failed.

@@ -87,7 +87,7 @@ class Nvml {
   virtual absl::StatusOr<unsigned> GpuCount() = 0;
   // REQUIRES: index < GpuCount().
   virtual absl::StatusOr<GpuInfo> GpuByIndex(unsigned index) = 0;
-  // NotFound for a UUID the driver does not know.
+  // NotFound for a UUID the driver does not know; InvalidArgument for a MIG device's UUID.
   virtual absl::StatusOr<GpuInfo> GpuByUuid(const std::string& uuid) = 0;
   // The MIG devices of GPU `index` in slot order; empty when MIG is off or unsupported.
   // REQUIRES: index < GpuCount().

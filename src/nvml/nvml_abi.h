@@ -55,6 +55,8 @@ enum nvmlReturn_t : int {
 // structs).
 typedef struct nvmlDevice_st* nvmlDevice_t;
 typedef struct nvmlEventSet_st* nvmlEventSet_t;
+typedef struct nvmlGpuInstance_st* nvmlGpuInstance_t;
+typedef struct nvmlComputeInstance_st* nvmlComputeInstance_t;
 
 // Buffer sizes (bytes, including the NUL).
 #define NVML_DEVICE_UUID_V2_BUFFER_SIZE 96
@@ -113,6 +115,114 @@ typedef struct nvmlEventData_st {
 #define nvmlEventTypePowerSourceChange 0x80ULL
 #define nvmlEventMigConfigChange 0x100ULL
 
+// MIG mode (nvmlDeviceGetMigMode).
+#define NVML_DEVICE_MIG_DISABLE 0x0
+#define NVML_DEVICE_MIG_ENABLE 0x1
+
+// GPU-instance profile indices (the `profile` argument of nvmlDeviceGetGpuInstanceProfileInfo; not
+// the profile id that call returns).
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE 0x0
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE 0x1
+#define NVML_GPU_INSTANCE_PROFILE_3_SLICE 0x2
+#define NVML_GPU_INSTANCE_PROFILE_4_SLICE 0x3
+#define NVML_GPU_INSTANCE_PROFILE_7_SLICE 0x4
+#define NVML_GPU_INSTANCE_PROFILE_8_SLICE 0x5
+#define NVML_GPU_INSTANCE_PROFILE_6_SLICE 0x6
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 0x7
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1 0x8
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2 0x9
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX 0xA
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX 0xB
+#define NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX 0xC
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME 0xD
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME 0xE
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME 0xF
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME 0x10
+#define NVML_GPU_INSTANCE_PROFILE_3_SLICE_GFX 0x11
+#define NVML_GPU_INSTANCE_PROFILE_COUNT 0x12
+
+// Compute-instance profile indices.
+#define NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE 0x0
+#define NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE 0x1
+#define NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE 0x2
+#define NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE 0x3
+#define NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE 0x4
+#define NVML_COMPUTE_INSTANCE_PROFILE_8_SLICE 0x5
+#define NVML_COMPUTE_INSTANCE_PROFILE_6_SLICE 0x6
+#define NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1 0x7
+#define NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE_NVL 0x8
+#define NVML_COMPUTE_INSTANCE_PROFILE_COUNT 0x9
+
+#define NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED 0x0
+#define NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_COUNT 0x1
+
+// nvmlDeviceGetAttributes_v2 (MIG device handles only).
+typedef struct nvmlDeviceAttributes_st {
+  unsigned int multiprocessorCount;
+  unsigned int sharedCopyEngineCount;
+  unsigned int sharedDecoderCount;
+  unsigned int sharedEncoderCount;
+  unsigned int sharedJpegCount;
+  unsigned int sharedOfaCount;
+  unsigned int gpuInstanceSliceCount;
+  unsigned int computeInstanceSliceCount;
+  unsigned long long memorySizeMB;  // MiB
+} nvmlDeviceAttributes_t;
+
+// nvmlDeviceGetGpuInstanceProfileInfo (the unversioned, 48-byte struct).
+typedef struct nvmlGpuInstanceProfileInfo_st {
+  unsigned int id;  // what nvmlGpuInstanceInfo_t.profileId refers to
+  unsigned int isP2pSupported;
+  unsigned int sliceCount;
+  unsigned int instanceCount;
+  unsigned int multiprocessorCount;
+  unsigned int copyEngineCount;
+  unsigned int decoderCount;
+  unsigned int encoderCount;
+  unsigned int jpegCount;
+  unsigned int ofaCount;
+  unsigned long long memorySizeMB;
+} nvmlGpuInstanceProfileInfo_t;
+
+typedef struct nvmlGpuInstancePlacement_st {
+  unsigned int start;
+  unsigned int size;
+} nvmlGpuInstancePlacement_t;
+
+typedef struct nvmlGpuInstanceInfo_st {
+  nvmlDevice_t device;  // the parent GPU
+  unsigned int id;
+  unsigned int profileId;
+  nvmlGpuInstancePlacement_t placement;
+} nvmlGpuInstanceInfo_t;
+
+typedef struct nvmlComputeInstancePlacement_st {
+  unsigned int start;
+  unsigned int size;
+} nvmlComputeInstancePlacement_t;
+
+// nvmlGpuInstanceGetComputeInstanceProfileInfo (the unversioned, 36-byte struct).
+typedef struct nvmlComputeInstanceProfileInfo_st {
+  unsigned int id;
+  unsigned int sliceCount;
+  unsigned int instanceCount;
+  unsigned int multiprocessorCount;
+  unsigned int sharedCopyEngineCount;
+  unsigned int sharedDecoderCount;
+  unsigned int sharedEncoderCount;
+  unsigned int sharedJpegCount;
+  unsigned int sharedOfaCount;
+} nvmlComputeInstanceProfileInfo_t;
+
+// nvmlComputeInstanceGetInfo_v2.
+typedef struct nvmlComputeInstanceInfo_st {
+  nvmlDevice_t device;  // the parent GPU
+  nvmlGpuInstance_t gpuInstance;
+  unsigned int id;
+  unsigned int profileId;
+  nvmlComputeInstancePlacement_t placement;
+} nvmlComputeInstanceInfo_t;
+
 // Function-pointer types, one per symbol we resolve (the versioned names).
 typedef nvmlReturn_t (*nvmlInit_v2_fn)(void);
 typedef nvmlReturn_t (*nvmlInitWithFlags_fn)(unsigned int flags);
@@ -145,12 +255,66 @@ typedef nvmlReturn_t (*nvmlDeviceGetSupportedEventTypes_fn)(nvmlDevice_t device,
 typedef nvmlReturn_t (*nvmlEventSetWait_v2_fn)(nvmlEventSet_t set, nvmlEventData_t* data,
                                                unsigned int timeoutms);
 typedef nvmlReturn_t (*nvmlEventSetFree_fn)(nvmlEventSet_t set);
+typedef nvmlReturn_t (*nvmlDeviceGetMaxMigDeviceCount_fn)(nvmlDevice_t device, unsigned int* count);
+typedef nvmlReturn_t (*nvmlDeviceGetMigDeviceHandleByIndex_fn)(nvmlDevice_t device,
+                                                               unsigned int index,
+                                                               nvmlDevice_t* migDevice);
+typedef nvmlReturn_t (*nvmlDeviceGetDeviceHandleFromMigDeviceHandle_fn)(nvmlDevice_t migDevice,
+                                                                        nvmlDevice_t* device);
+typedef nvmlReturn_t (*nvmlDeviceIsMigDeviceHandle_fn)(nvmlDevice_t device,
+                                                       unsigned int* isMigDevice);
+typedef nvmlReturn_t (*nvmlDeviceGetGpuInstanceId_fn)(nvmlDevice_t device, unsigned int* id);
+typedef nvmlReturn_t (*nvmlDeviceGetComputeInstanceId_fn)(nvmlDevice_t device, unsigned int* id);
+typedef nvmlReturn_t (*nvmlDeviceGetAttributes_v2_fn)(nvmlDevice_t device,
+                                                      nvmlDeviceAttributes_t* attributes);
+typedef nvmlReturn_t (*nvmlDeviceGetGpuInstanceProfileInfo_fn)(nvmlDevice_t device,
+                                                               unsigned int profile,
+                                                               nvmlGpuInstanceProfileInfo_t* info);
+typedef nvmlReturn_t (*nvmlDeviceGetGpuInstanceById_fn)(nvmlDevice_t device, unsigned int id,
+                                                        nvmlGpuInstance_t* gpuInstance);
+typedef nvmlReturn_t (*nvmlGpuInstanceGetInfo_fn)(nvmlGpuInstance_t gpuInstance,
+                                                  nvmlGpuInstanceInfo_t* info);
+typedef nvmlReturn_t (*nvmlGpuInstanceGetComputeInstanceById_fn)(
+    nvmlGpuInstance_t gpuInstance, unsigned int id, nvmlComputeInstance_t* computeInstance);
+typedef nvmlReturn_t (*nvmlGpuInstanceGetComputeInstanceProfileInfo_fn)(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_t* info);
+typedef nvmlReturn_t (*nvmlComputeInstanceGetInfo_v2_fn)(nvmlComputeInstance_t computeInstance,
+                                                         nvmlComputeInstanceInfo_t* info);
 
 }  // extern "C"
 
-// Layout pins (facts sheet §1.2, §2.2, §2.3, §4.2, §5.1).
+// Layout pins: NVML's LP64 sizes and offsets.
 static_assert(sizeof(nvmlReturn_t) == 4);
 static_assert(sizeof(nvmlDevice_t) == 8 && sizeof(nvmlEventSet_t) == 8);
+static_assert(sizeof(nvmlGpuInstance_t) == 8 && sizeof(nvmlComputeInstance_t) == 8);
+
+static_assert(sizeof(nvmlDeviceAttributes_t) == 40 && alignof(nvmlDeviceAttributes_t) == 8);
+static_assert(offsetof(nvmlDeviceAttributes_t, sharedOfaCount) == 20);
+static_assert(offsetof(nvmlDeviceAttributes_t, gpuInstanceSliceCount) == 24);
+static_assert(offsetof(nvmlDeviceAttributes_t, computeInstanceSliceCount) == 28);
+static_assert(offsetof(nvmlDeviceAttributes_t, memorySizeMB) == 32);
+
+static_assert(sizeof(nvmlGpuInstanceProfileInfo_t) == 48);
+static_assert(offsetof(nvmlGpuInstanceProfileInfo_t, sliceCount) == 8);
+static_assert(offsetof(nvmlGpuInstanceProfileInfo_t, ofaCount) == 36);
+static_assert(offsetof(nvmlGpuInstanceProfileInfo_t, memorySizeMB) == 40);
+
+static_assert(sizeof(nvmlGpuInstancePlacement_t) == 8);
+static_assert(sizeof(nvmlComputeInstancePlacement_t) == 8);
+static_assert(sizeof(nvmlGpuInstanceInfo_t) == 24);
+static_assert(offsetof(nvmlGpuInstanceInfo_t, id) == 8);
+static_assert(offsetof(nvmlGpuInstanceInfo_t, profileId) == 12);
+static_assert(offsetof(nvmlGpuInstanceInfo_t, placement) == 16);
+
+static_assert(sizeof(nvmlComputeInstanceProfileInfo_t) == 36);
+static_assert(offsetof(nvmlComputeInstanceProfileInfo_t, sharedOfaCount) == 32);
+
+static_assert(sizeof(nvmlComputeInstanceInfo_t) == 32);
+static_assert(offsetof(nvmlComputeInstanceInfo_t, gpuInstance) == 8);
+static_assert(offsetof(nvmlComputeInstanceInfo_t, id) == 16);
+static_assert(offsetof(nvmlComputeInstanceInfo_t, profileId) == 20);
+static_assert(offsetof(nvmlComputeInstanceInfo_t, placement) == 24);
 
 static_assert(sizeof(nvmlPciInfo_t) == 68 && alignof(nvmlPciInfo_t) == 4);
 static_assert(offsetof(nvmlPciInfo_t, busIdLegacy) == 0);

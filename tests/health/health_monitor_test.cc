@@ -211,5 +211,47 @@ TEST(HealthMonitorTest, DisabledChecksDoNotWatch) {
   EXPECT_TRUE(nvml.watched_.empty());
 }
 
+// NVML attributes an Xid to a GI/CI on the parent GPU; the monitor reports the MIG device's UUID.
+TEST(HealthMonitorMigTest, EventsWithGpuAndComputeInstanceNameTheMigDevice) {
+  auto xid = [](std::string gpu, uint64_t code, std::optional<unsigned> gi,
+                std::optional<unsigned> ci) {
+    return std::optional<nvml::Event>(
+        nvml::Event{std::move(gpu), nvml::kEventXidCritical, code, gi, ci});
+  };
+  ScriptedNvml nvml({
+      xid("GPU-0", 79, 9, 0),    // MIG-0b
+      xid("GPU-0", 79, 5, 0),    // GI 5 is no listed MIG device of GPU-0: ignored (as upstream)
+      xid("GPU-0", 48, 2, 0),    // MIG-0a
+      xid("GPU-0", 31, 2, 0),    // an application Xid: ignored whatever it names
+      xid("GPU-1", 79, 1, 0),    // GPU-1 has no listed MIG devices: the GPU
+      xid("GPU-0", 94, {}, {}),  // the whole GPU
+  });
+  Recorder recorder;
+  HealthMonitor monitor(
+      nvml, {"GPU-1", "MIG-0a"},
+      {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}, MigDeviceRef{"GPU-0", 9, 0, "MIG-0b"},
+       MigDeviceRef{"GPU-2", 2, 0, "MIG-2a"}},
+      {}, recorder.Callback(), std::chrono::milliseconds(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  EXPECT_THAT(recorder.WaitFor(4), ElementsAre(Pair("MIG-0b", false), Pair("MIG-0a", false),
+                                               Pair("GPU-1", false), Pair("GPU-0", false)));
+  nvml.Release();
+  monitor.Stop();
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
+  // Events are registered on full GPUs only: the listed ones and the MIG devices' parents, once.
+  EXPECT_THAT(nvml.watched_, ElementsAre("GPU-1", "GPU-0", "GPU-2"));
+}
+
+TEST(HealthMonitorMigTest, BrokenEventSetMarksTheWatchedGpus) {
+  ScriptedNvml nvml({absl::InternalError("GPU is lost")});
+  Recorder recorder;
+  HealthMonitor monitor(nvml, {}, {MigDeviceRef{"GPU-0", 2, 0, "MIG-0a"}}, {}, recorder.Callback(),
+                        std::chrono::milliseconds(1));
+  ASSERT_TRUE(monitor.Start().ok());
+  EXPECT_THAT(recorder.WaitFor(1), ElementsAre(Pair("GPU-0", false)));
+  EXPECT_TRUE(monitor.AwaitThreadExit(std::chrono::seconds(20)));
+  EXPECT_TRUE(monitor.Stop());
+}
+
 }  // namespace
 }  // namespace nvdp::health

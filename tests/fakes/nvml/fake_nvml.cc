@@ -20,11 +20,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -46,7 +49,10 @@
 
 #define FAKE_NVML_EXPORT extern "C" __attribute__((visibility("default")))
 
-// The handle types' definitions (incomplete in nvml_abi.h).
+struct FakeMigTable;
+
+// The handle types' definitions (incomplete in nvml_abi.h). A full GPU and a MIG device are both
+// an nvmlDevice_st; a MIG device has `parent` set and answers for its own UUID, name and memory.
 struct nvmlDevice_st {
   std::string uuid;
   std::string name;
@@ -64,6 +70,56 @@ struct nvmlDevice_st {
   unsigned long long supported_events = 0;
   // "mig_mode" in the node description: absent means not MIG-capable (NOT_SUPPORTED).
   std::optional<unsigned> mig_mode;
+  unsigned mig_pending_mode = 0;
+  const FakeMigTable* mig_table = nullptr;  // the GPU's MIG profiles (MIG-capable GPUs)
+  std::vector<nvmlDevice_st*> mig_slots;    // MIG slot -> MIG device; nullptr: empty slot
+
+  // MIG devices only: `index` is the MIG slot on the parent.
+  nvmlDevice_st* parent = nullptr;
+  nvmlGpuInstance_st* gpu_instance = nullptr;
+  nvmlComputeInstance_st* compute_instance = nullptr;
+};
+
+// A MIG GPU instance: a GI profile at a memory-slice placement on a GPU.
+struct nvmlGpuInstance_st {
+  nvmlDevice_st* device = nullptr;  // the parent GPU
+  unsigned id = 0;
+  unsigned profile_index = 0;  // NVML_GPU_INSTANCE_PROFILE_*
+  unsigned start = 0;          // placement start (memory slices)
+  std::vector<nvmlComputeInstance_st*> compute_instances;
+};
+
+// A MIG compute instance inside a GPU instance; exactly one MIG device per compute instance.
+struct nvmlComputeInstance_st {
+  nvmlGpuInstance_st* gpu_instance = nullptr;
+  unsigned id = 0;
+  unsigned profile_index = 0;  // NVML_COMPUTE_INSTANCE_PROFILE_*
+  unsigned start = 0;          // placement start (compute slices inside the GI)
+  nvmlDevice_st* mig_device = nullptr;
+};
+
+// One GPU-instance profile of a MIG-capable GPU model.
+struct FakeGiProfile {
+  unsigned index = 0;  // NVML_GPU_INSTANCE_PROFILE_*
+  unsigned id = 0;     // what nvmlDeviceGetGpuInstanceProfileInfo reports as `id`
+  const char* name = "";
+  unsigned slices = 0;  // compute slices
+  unsigned instances = 0;
+  unsigned multiprocessors = 0;
+  unsigned copy_engines = 0;
+  unsigned decoders = 0;
+  unsigned jpegs = 0;
+  unsigned ofas = 0;
+  unsigned long long memory_mib = 0;
+  unsigned placement_size = 0;  // memory slices an instance takes
+  std::vector<unsigned> placement_starts{};
+};
+
+// The MIG profiles of one GPU model.
+struct FakeMigTable {
+  const char* name = "";
+  unsigned max_mig_devices = 0;
+  std::vector<FakeGiProfile> profiles{};
 };
 
 namespace {
@@ -175,10 +231,15 @@ struct State {
   int refcount = 0;
   std::string driver_version;
   int cuda_driver_version = 0;
-  std::vector<nvmlDevice_st*> devices;  // current node, by index
-  // Every device ever described, by UUID: handles stay valid (and stable)
-  // across re-inits.
+  std::vector<nvmlDevice_st*> devices;      // current node, by index
+  std::vector<nvmlDevice_st*> mig_devices;  // current node's MIG devices
+  std::vector<nvmlGpuInstance_st*> gpu_instances;
+  std::vector<nvmlComputeInstance_st*> compute_instances;
+  // Every device (GPU or MIG) ever described, by UUID, and every GI / CI by (parent UUID, GI[, CI])
+  // id: handles stay valid (and stable) across re-inits.
   std::map<std::string, std::unique_ptr<nvmlDevice_st>> all_devices;
+  std::map<std::string, std::unique_ptr<nvmlGpuInstance_st>> all_gpu_instances;
+  std::map<std::string, std::unique_ptr<nvmlComputeInstance_st>> all_compute_instances;
   std::map<nvmlEventSet_st*, std::unique_ptr<nvmlEventSet_st>> sets;
   // $FAKE_NVML_FAIL, parsed at init: "<symbol>" or "<symbol>@<index>" -> code.
   std::map<std::string, nvmlReturn_t> failures;
@@ -231,6 +292,217 @@ unsigned long long NumberField(const nlohmann::json& obj, const char* key,
                            "\" must be a number or a numeric string");
 }
 
+// GPU-instance profiles of the A100 (40 GB and 80 GB) and the H100 80 GB, in the shape NVML reports
+// them; `id`s are the driver's profile ids (not the indices). `mem` gives memorySizeMB for the 1g,
+// 1g+me, 1g (REV2), 2g, 3g, 4g and 7g profiles, in that order.
+std::vector<FakeGiProfile> AmpereHopperProfiles(const std::array<unsigned long long, 7>& mem,
+                                                unsigned one_slice_decoders) {
+  return {
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE,
+       19,
+       "1g",
+       1,
+       7,
+       14,
+       1,
+       one_slice_decoders,
+       0,
+       0,
+       mem[0],
+       1,
+       {0, 1, 2, 3, 4, 5, 6}},
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1,
+       20,
+       "1g+me",
+       1,
+       1,
+       14,
+       1,
+       1,
+       1,
+       1,
+       mem[1],
+       1,
+       {0, 1, 2, 3, 4, 5, 6}},
+      {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2,
+       15,
+       "1g-rev2",
+       1,
+       4,
+       14,
+       1,
+       1,
+       0,
+       0,
+       mem[2],
+       2,
+       {0, 2, 4, 6}},
+      {NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, "2g", 2, 3, 28, 2, 1, 0, 0, mem[3], 2, {0, 2, 4}},
+      {NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, "3g", 3, 2, 42, 3, 2, 0, 0, mem[4], 4, {0, 4}},
+      {NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, "4g", 4, 1, 56, 4, 2, 0, 0, mem[5], 4, {0}},
+      {NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, "7g", 7, 1, 98, 7, 5, 1, 1, mem[6], 8, {0}},
+  };
+}
+
+const FakeMigTable& MigTableNamed(const std::string& name) {
+  static const FakeMigTable kA100_40{
+      "a100-40gb", 7, AmpereHopperProfiles({4864, 4864, 9856, 9856, 19968, 19968, 40192}, 0)};
+  static const FakeMigTable kA100_80{
+      "a100-80gb", 7, AmpereHopperProfiles({9856, 9856, 19968, 19968, 40192, 40192, 80384}, 1)};
+  for (const FakeMigTable* t : {&kA100_40, &kA100_80}) {
+    if (name == t->name) return *t;
+  }
+  if (name == "h100-80gb") return kA100_80;  // same slices and memory as the A100 80 GB
+  throw std::runtime_error("unknown mig_profiles \"" + name +
+                           "\" (a100-40gb, a100-80gb or h100-80gb)");
+}
+
+// The compute-instance profiles a GI with `gi_slices` compute slices offers: {index, slices,
+// instance count}. Their id is their index.
+struct CiOffer {
+  unsigned index = 0;
+  unsigned slices = 0;
+  unsigned count = 0;
+};
+std::vector<CiOffer> CiOffers(unsigned gi_slices) {
+  std::vector<CiOffer> offers = {{NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, 1, gi_slices},
+                                 {NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1, 1, gi_slices}};
+  if (gi_slices >= 2) offers.push_back({NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE, 2, gi_slices / 2});
+  if (gi_slices == 3 || gi_slices == 7) {
+    offers.push_back({NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE, 3, gi_slices / 3});
+  }
+  if (gi_slices >= 4) offers.push_back({NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE, 4, 1});
+  if (gi_slices == 7) offers.push_back({NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE, 7, 1});
+  return offers;
+}
+
+std::optional<CiOffer> CiOfferFor(unsigned gi_slices, unsigned ci_index) {
+  for (const CiOffer& o : CiOffers(gi_slices)) {
+    if (o.index == ci_index) return o;
+  }
+  return std::nullopt;
+}
+
+const FakeGiProfile* GiProfileByIndex(const FakeMigTable& table, unsigned index) {
+  for (const FakeGiProfile& p : table.profiles) {
+    if (p.index == index) return &p;
+  }
+  return nullptr;
+}
+
+// The usual name of a GI profile on a GPU with `total_mib` of memory: "<slices>g.<GB>gb" plus "+me"
+// for the media-extension profile, GB being the memory fraction rounded up to eighths of the GPU's
+// whole GiB ("3g.20gb", "1g.5gb+me", "1g.10gb" for the REV2 profile of a 40 GB GPU).
+std::string GiProfileName(const FakeGiProfile& p, unsigned long long total_mib) {
+  const unsigned long long eighths = (p.memory_mib * 8 + total_mib - 1) / total_mib;
+  const unsigned long long gib = (total_mib + 1023) / 1024;
+  const long long gb = std::llround(static_cast<double>(eighths * gib) / 8.0);
+  const std::string suffix = p.index == NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 ? "+me" : "";
+  return std::to_string(p.slices) + "g." + std::to_string(gb) + "gb" + suffix;
+}
+
+const FakeGiProfile& GiProfileByName(const FakeMigTable& table, unsigned long long total_mib,
+                                     const std::string& name) {
+  for (const FakeGiProfile& p : table.profiles) {
+    if (name == GiProfileName(p, total_mib)) return p;
+  }
+  throw std::runtime_error(std::string("no GPU-instance profile \"") + name + "\" in " +
+                           table.name + " (memory_mib " + std::to_string(total_mib) + ")");
+}
+
+// CI profile names in a node description: "1c", "2c", "3c", "4c", "7c".
+unsigned CiProfileIndexByName(const std::string& name) {
+  static const std::map<std::string, unsigned> kNames = {
+      {"1c", NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE},
+      {"2c", NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE},
+      {"3c", NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE},
+      {"4c", NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE},
+      {"7c", NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE}};
+  auto it = kNames.find(name);
+  if (it == kNames.end()) throw std::runtime_error("unknown ci_profile \"" + name + "\"");
+  return it->second;
+}
+
+// One entry of a GPU's "mig_devices" in the node description, validated.
+struct MigSpec {
+  std::string uuid;
+  unsigned gi_id = 0;
+  unsigned gi_profile_index = 0;
+  unsigned gi_start = 0;
+  unsigned ci_id = 0;
+  unsigned ci_profile_index = 0;
+  unsigned ci_start = 0;
+};
+
+// Parses and checks a GPU's "mig_devices": profiles known, placements valid and not overlapping,
+// compute instances fitting their GI, at most the table's MIG device count.
+std::vector<MigSpec> ParseMigDevices(const nlohmann::json& g, const FakeMigTable& table,
+                                     unsigned long long total_mib, const std::string& where) {
+  std::vector<MigSpec> specs;
+  if (!g.contains("mig_devices")) return specs;
+  const nlohmann::json& list = g.at("mig_devices");
+  if (list.size() > table.max_mig_devices) {
+    throw std::runtime_error(where + ": more than " + std::to_string(table.max_mig_devices) +
+                             " mig_devices");
+  }
+  struct GiUse {
+    unsigned profile_index = 0;
+    unsigned start = 0;
+    unsigned used_compute_slices = 0;  // bit mask
+  };
+  std::map<unsigned, GiUse> gis;
+  unsigned used_memory_slices = 0;  // bit mask over the GPU's memory slices
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::json& m = list.at(i);
+    const std::string at = where + " mig_devices[" + std::to_string(i) + "]";
+    MigSpec spec;
+    spec.uuid = m.at("uuid").get<std::string>();
+    const FakeGiProfile& gi = GiProfileByName(table, total_mib, m.at("profile").get<std::string>());
+    spec.gi_profile_index = gi.index;
+    spec.gi_id = static_cast<unsigned>(NumberField(m, "gi", ~0ull));
+    if (spec.gi_id == ~0u) throw std::runtime_error(at + ": \"gi\" (the GI id) is required");
+    spec.gi_start = static_cast<unsigned>(NumberField(m, "placement", ~0ull));
+    if (std::find(gi.placement_starts.begin(), gi.placement_starts.end(), spec.gi_start) ==
+        gi.placement_starts.end()) {
+      throw std::runtime_error(at + ": placement is not a valid start for " + gi.name);
+    }
+    spec.ci_id = static_cast<unsigned>(NumberField(m, "ci", 0));
+    spec.ci_profile_index = m.contains("ci_profile")
+                                ? CiProfileIndexByName(m.at("ci_profile").get<std::string>())
+                                : CiOffers(gi.slices).back().index;  // the whole GI
+    const std::optional<CiOffer> ci = CiOfferFor(gi.slices, spec.ci_profile_index);
+    if (!ci) throw std::runtime_error(at + ": ci_profile does not fit the GI");
+    auto [it, inserted] = gis.try_emplace(spec.gi_id, GiUse{gi.index, spec.gi_start, 0});
+    if (inserted) {
+      const unsigned mask = ((1u << gi.placement_size) - 1u) << spec.gi_start;
+      if ((used_memory_slices & mask) != 0) {
+        throw std::runtime_error(at + ": placement overlaps another GPU instance");
+      }
+      used_memory_slices |= mask;
+    } else if (it->second.profile_index != gi.index || it->second.start != spec.gi_start) {
+      throw std::runtime_error(at + ": GI " + std::to_string(spec.gi_id) +
+                               " is described twice, differently");
+    }
+    // CIs fill their GI's compute slices in order unless "ci_placement" says where.
+    unsigned start = 0;
+    while (start < gi.slices && ((it->second.used_compute_slices >> start) & 1u) != 0) ++start;
+    spec.ci_start = static_cast<unsigned>(NumberField(m, "ci_placement", start));
+    const unsigned ci_mask = ((1u << ci->slices) - 1u) << spec.ci_start;
+    if (spec.ci_start + ci->slices > gi.slices || (it->second.used_compute_slices & ci_mask) != 0) {
+      throw std::runtime_error(at + ": compute instance does not fit its GI");
+    }
+    it->second.used_compute_slices |= ci_mask;
+    for (const MigSpec& other : specs) {
+      if (other.gi_id == spec.gi_id && other.ci_id == spec.ci_id) {
+        throw std::runtime_error(at + ": GI/CI " + std::to_string(spec.gi_id) + "/" +
+                                 std::to_string(spec.ci_id) + " is described twice");
+      }
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
 // Parses $FAKE_NVML_FAIL: comma-separated "<name>[@<index>][=<code>]". "init"
 // means nvmlInit_v2 (default code DRIVER_NOT_LOADED); every other name defaults
 // to UNKNOWN.
@@ -262,6 +534,49 @@ std::map<std::string, nvmlReturn_t> ParseFailures(const char* spec) {
   return out;
 }
 
+// Creates (or, across re-inits, refreshes) the GI, CI and MIG device objects of `gpu`.
+void AddMigDevices(State& s, nvmlDevice_st& gpu, const std::vector<MigSpec>& specs) {
+  gpu.mig_slots.assign(gpu.mig_table != nullptr ? gpu.mig_table->max_mig_devices : 0, nullptr);
+  for (size_t slot = 0; slot < specs.size(); ++slot) {
+    const MigSpec& spec = specs[slot];
+    const std::string gi_key = gpu.uuid + "/" + std::to_string(spec.gi_id);
+    std::unique_ptr<nvmlGpuInstance_st>& gi = s.all_gpu_instances[gi_key];
+    if (!gi) gi = std::make_unique<nvmlGpuInstance_st>();
+    if (std::find(s.gpu_instances.begin(), s.gpu_instances.end(), gi.get()) ==
+        s.gpu_instances.end()) {
+      *gi = nvmlGpuInstance_st{&gpu, spec.gi_id, spec.gi_profile_index, spec.gi_start, {}};
+      s.gpu_instances.push_back(gi.get());
+    }
+    std::unique_ptr<nvmlComputeInstance_st>& ci =
+        s.all_compute_instances[gi_key + "/" + std::to_string(spec.ci_id)];
+    if (!ci) ci = std::make_unique<nvmlComputeInstance_st>();
+    std::unique_ptr<nvmlDevice_st>& mig = s.all_devices[spec.uuid];
+    if (!mig) mig = std::make_unique<nvmlDevice_st>();
+    *ci = nvmlComputeInstance_st{gi.get(), spec.ci_id, spec.ci_profile_index, spec.ci_start,
+                                 mig.get()};
+    gi->compute_instances.push_back(ci.get());
+    s.compute_instances.push_back(ci.get());
+
+    const FakeGiProfile& profile = *GiProfileByIndex(*gpu.mig_table, spec.gi_profile_index);
+    const CiOffer offer = *CiOfferFor(profile.slices, spec.ci_profile_index);
+    *mig = nvmlDevice_st{};
+    mig->uuid = spec.uuid;
+    mig->name = gpu.name + " MIG " +
+                (offer.slices == profile.slices ? "" : std::to_string(offer.slices) + "c.") +
+                GiProfileName(profile, gpu.memory_total >> 20);
+    mig->index = static_cast<unsigned>(slot);
+    mig->minor = gpu.minor;
+    mig->memory_total = profile.memory_mib << 20;
+    mig->cc_major = gpu.cc_major;
+    mig->cc_minor = gpu.cc_minor;
+    mig->parent = &gpu;
+    mig->gpu_instance = gi.get();
+    mig->compute_instance = ci.get();
+    gpu.mig_slots[slot] = mig.get();
+    s.mig_devices.push_back(mig.get());
+  }
+}
+
 // Loads the node description into the state. Returns SUCCESS or the code
 // nvmlInit_v2 reports.
 nvmlReturn_t LoadNode(State& s) {
@@ -285,6 +600,8 @@ nvmlReturn_t LoadNode(State& s) {
     nlohmann::json node = nlohmann::json::parse(in);
     std::vector<nvmlDevice_st*> devices;
     std::map<std::string, nvmlDevice_st> parsed;
+    std::map<std::string, std::vector<MigSpec>> mig_specs;  // by parent UUID
+    std::set<std::string> mig_uuids;
     const nlohmann::json& gpus = node.at("gpus");
     for (size_t i = 0; i < gpus.size(); ++i) {
       const nlohmann::json& g = gpus.at(i);
@@ -308,9 +625,29 @@ nvmlReturn_t LoadNode(State& s) {
       d.pci_device_id = static_cast<unsigned>(NumberField(g, "pci_device_id", 0));
       d.pci_subsystem_id = static_cast<unsigned>(NumberField(g, "pci_subsystem_id", 0));
       d.supported_events = NumberField(g, "supported_events", kDefaultSupportedEvents);
-      if (g.contains("mig_mode")) d.mig_mode = static_cast<unsigned>(NumberField(g, "mig_mode", 0));
+      const std::string where = "gpu " + std::to_string(i);
+      if (g.contains("mig_mode")) {
+        d.mig_mode = static_cast<unsigned>(NumberField(g, "mig_mode", 0));
+        d.mig_pending_mode = static_cast<unsigned>(NumberField(g, "mig_pending_mode", *d.mig_mode));
+        const unsigned long long total_mib = d.memory_total >> 20;
+        d.mig_table = &MigTableNamed(g.value(
+            "mig_profiles", std::string(total_mib <= (48ull << 10) ? "a100-40gb" : "a100-80gb")));
+        mig_specs[d.uuid] = ParseMigDevices(g, *d.mig_table, total_mib, where);
+        if (!mig_specs[d.uuid].empty() && *d.mig_mode != NVML_DEVICE_MIG_ENABLE) {
+          throw std::runtime_error(where + ": mig_devices need mig_mode 1");
+        }
+      } else if (g.contains("mig_devices")) {
+        throw std::runtime_error(where + ": mig_devices need mig_mode 1");
+      }
       if (parsed.count(d.uuid) != 0) throw std::runtime_error("duplicate uuid " + d.uuid);
       parsed.emplace(d.uuid, std::move(d));
+    }
+    for (const auto& [parent, specs] : mig_specs) {
+      for (const MigSpec& spec : specs) {
+        if (parsed.count(spec.uuid) != 0 || !mig_uuids.insert(spec.uuid).second) {
+          throw std::runtime_error("duplicate uuid " + spec.uuid);
+        }
+      }
     }
     s.driver_version = node.value("driver_version", std::string("550.54.15"));
     s.cuda_driver_version = static_cast<int>(NumberField(node, "cuda_driver_version", 12040));
@@ -321,6 +658,10 @@ nvmlReturn_t LoadNode(State& s) {
       *slot = std::move(d);
       s.devices[slot->index] = slot.get();
     }
+    s.mig_devices.clear();
+    s.gpu_instances.clear();
+    s.compute_instances.clear();
+    for (nvmlDevice_st* gpu : s.devices) AddMigDevices(s, *gpu, mig_specs[gpu->uuid]);
     return NVML_SUCCESS;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fake-nvml: nvmlInit_v2: invalid node description %s: %s\n", path,
@@ -346,15 +687,29 @@ nvmlReturn_t Enter(const State& s, const char* symbol, std::optional<unsigned> i
   return Injected(s, symbol, index);
 }
 
-bool ValidDevice(const State& s, nvmlDevice_t device) {
-  return device != nullptr &&
-         std::find(s.devices.begin(), s.devices.end(), device) != s.devices.end();
+template <typename T>
+bool Contains(const std::vector<T*>& current, const T* handle) {
+  return handle != nullptr && std::find(current.begin(), current.end(), handle) != current.end();
 }
 
-nvmlReturn_t EnterDevice(const State& s, const char* symbol, nvmlDevice_t device) {
+// Which handles a device call takes. Calls NVML documents for MIG device handles only refuse a
+// full GPU with INVALID_ARGUMENT; calls about the whole GPU (MIG mode, MIG slots, GPU instances,
+// events, PCI, ...) refuse a MIG device handle with NOT_SUPPORTED.
+enum class Takes { kGpu, kMig, kEither };
+
+// The NVML index FAKE_NVML_FAIL's "@<index>" refers to: the GPU's, or a MIG device's parent's.
+unsigned GpuIndexOf(const nvmlDevice_st& device) {
+  return device.parent != nullptr ? device.parent->index : device.index;
+}
+
+nvmlReturn_t EnterDevice(const State& s, const char* symbol, nvmlDevice_t device,
+                         Takes takes = Takes::kGpu) {
   if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
-  if (!ValidDevice(s, device)) return NVML_ERROR_INVALID_ARGUMENT;
-  return Injected(s, symbol, device->index);
+  const bool mig = Contains(s.mig_devices, device);
+  if (!mig && !Contains(s.devices, device)) return NVML_ERROR_INVALID_ARGUMENT;
+  if (mig && takes == Takes::kGpu) return NVML_ERROR_NOT_SUPPORTED;
+  if (!mig && takes == Takes::kMig) return NVML_ERROR_INVALID_ARGUMENT;
+  return Injected(s, symbol, GpuIndexOf(*device));
 }
 
 nvmlReturn_t CopyString(const std::string& value, char* buf, unsigned int length) {
@@ -364,9 +719,12 @@ nvmlReturn_t CopyString(const std::string& value, char* buf, unsigned int length
   return NVML_SUCCESS;
 }
 
+// A full GPU or a MIG device of the current node.
 nvmlDevice_t FindByUuid(const State& s, const std::string& uuid) {
-  for (nvmlDevice_st* d : s.devices) {
-    if (d->uuid == uuid) return d;
+  for (const auto* list : {&s.devices, &s.mig_devices}) {
+    for (nvmlDevice_st* d : *list) {
+      if (d->uuid == uuid) return d;
+    }
   }
   return nullptr;
 }
@@ -432,6 +790,13 @@ void ReadEvents(State& s, nvmlEventSet_st& set) {
     }
     e.device = FindByUuid(s, uuid);
     if (e.device == nullptr) continue;
+    if (e.device->parent != nullptr) {  // a MIG device: its parent's event, with its GI/CI
+      if (e.gpuInstanceId == 0xFFFFFFFFu) {
+        e.gpuInstanceId = e.device->gpu_instance->id;
+        e.computeInstanceId = e.device->compute_instance->id;
+      }
+      e.device = e.device->parent;
+    }
     auto reg = set.registered.find(e.device);
     if (reg == set.registered.end() || (reg->second & e.eventType) == 0) continue;
     set.pending.push_back(e);
@@ -550,6 +915,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
     if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
     if (--s.refcount == 0) {
       s.devices.clear();
+      s.mig_devices.clear();
+      s.gpu_instances.clear();
+      s.compute_instances.clear();
       s.failures.clear();
     }
     Log("nvmlShutdown");
@@ -631,7 +999,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDe
     if (uuid == nullptr || device == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     nvmlDevice_t found = FindByUuid(s, uuid);
     if (found == nullptr) return NVML_ERROR_NOT_FOUND;
-    if (auto r = Injected(s, "nvmlDeviceGetHandleByUUID", found->index); r != NVML_SUCCESS) {
+    if (auto r = Injected(s, "nvmlDeviceGetHandleByUUID", GpuIndexOf(*found)); r != NVML_SUCCESS) {
       return r;
     }
     *device = found;
@@ -644,7 +1012,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetUUID", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     return CopyString(device->uuid, uuid, length);
   });
 }
@@ -654,7 +1023,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetName", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     return CopyString(device->name, name, length);
   });
 }
@@ -663,7 +1033,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned i
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetIndex", device, Takes::kEither); r != NVML_SUCCESS)
+      return r;
     if (index == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     *index = device->index;
     return NVML_SUCCESS;
@@ -685,7 +1056,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlM
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo", device, Takes::kEither);
+        r != NVML_SUCCESS)
+      return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     memory->total = device->memory_total;
     memory->used = device->memory_used;
@@ -699,7 +1072,9 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device,
   return Guard(__func__, [&] {
     State& s = S();
     std::lock_guard lock(s.mu);
-    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device); r != NVML_SUCCESS) return r;
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMemoryInfo_v2", device, Takes::kEither);
+        r != NVML_SUCCESS)
+      return r;
     if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     memory->total = device->memory_total;
@@ -754,7 +1129,292 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned
     if (current_mode == nullptr || pending_mode == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
     if (!device->mig_mode.has_value()) return NVML_ERROR_NOT_SUPPORTED;
     *current_mode = *device->mig_mode;
-    *pending_mode = *device->mig_mode;
+    *pending_mode = device->mig_pending_mode;
+    return NVML_SUCCESS;
+  });
+}
+
+namespace {
+
+// MIG device slots: as many as the GPU model has while MIG is on, none while it is off.
+unsigned MaxMigDevices(const nvmlDevice_st& gpu) {
+  return gpu.mig_mode == NVML_DEVICE_MIG_ENABLE && gpu.mig_table != nullptr
+             ? gpu.mig_table->max_mig_devices
+             : 0;
+}
+
+// Preamble of the GPU-instance calls: initialised, a current GI, then any injected failure.
+nvmlReturn_t EnterGpuInstance(const State& s, const char* symbol, nvmlGpuInstance_t gi) {
+  if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+  if (!Contains(s.gpu_instances, gi)) return NVML_ERROR_INVALID_ARGUMENT;
+  return Injected(s, symbol, gi->device->index);
+}
+
+}  // namespace
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device,
+                                                             unsigned int* count) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMaxMigDeviceCount", device); r != NVML_SUCCESS) {
+      return r;
+    }
+    if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = MaxMigDevices(*device);
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device,
+                                                                  unsigned int index,
+                                                                  nvmlDevice_t* migDevice) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetMigDeviceHandleByIndex", device); r != NVML_SUCCESS) {
+      return r;
+    }
+    if (migDevice == nullptr || index >= MaxMigDevices(*device)) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    if (device->mig_slots[index] == nullptr) return NVML_ERROR_NOT_FOUND;
+    *migDevice = device->mig_slots[index];
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t migDevice,
+                                                                           nvmlDevice_t* device) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r =
+            EnterDevice(s, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", migDevice, Takes::kMig);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (device == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *device = migDevice->parent;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device,
+                                                          unsigned int* isMigDevice) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceIsMigDeviceHandle", device, Takes::kEither);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (isMigDevice == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *isMigDevice = device->parent != nullptr ? 1 : 0;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int* id) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetGpuInstanceId", device, Takes::kMig);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (id == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *id = device->gpu_instance->id;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device,
+                                                             unsigned int* id) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetComputeInstanceId", device, Takes::kMig);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (id == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    *id = device->compute_instance->id;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device,
+                                                         nvmlDeviceAttributes_t* attributes) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetAttributes_v2", device, Takes::kMig);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (attributes == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    const nvmlGpuInstance_st& gi = *device->gpu_instance;
+    const FakeGiProfile& profile = *GiProfileByIndex(*device->parent->mig_table, gi.profile_index);
+    const CiOffer ci = *CiOfferFor(profile.slices, device->compute_instance->profile_index);
+    *attributes = nvmlDeviceAttributes_t{};
+    attributes->multiprocessorCount = profile.multiprocessors / profile.slices * ci.slices;
+    attributes->sharedCopyEngineCount = profile.copy_engines;
+    attributes->sharedDecoderCount = profile.decoders;
+    attributes->sharedEncoderCount = 0;
+    attributes->sharedJpegCount = profile.jpegs;
+    attributes->sharedOfaCount = profile.ofas;
+    attributes->gpuInstanceSliceCount = profile.slices;
+    attributes->computeInstanceSliceCount = ci.slices;
+    attributes->memorySizeMB = profile.memory_mib;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(
+    nvmlDevice_t device, unsigned int profile, nvmlGpuInstanceProfileInfo_t* info) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetGpuInstanceProfileInfo", device); r != NVML_SUCCESS) {
+      return r;
+    }
+    if (info == nullptr || profile >= NVML_GPU_INSTANCE_PROFILE_COUNT) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    if (device->mig_table == nullptr) return NVML_ERROR_NOT_SUPPORTED;
+    const FakeGiProfile* p = GiProfileByIndex(*device->mig_table, profile);
+    if (p == nullptr) return NVML_ERROR_NOT_SUPPORTED;
+    *info = nvmlGpuInstanceProfileInfo_t{};
+    info->id = p->id;
+    info->isP2pSupported = 0;
+    info->sliceCount = p->slices;
+    info->instanceCount = p->instances;
+    info->multiprocessorCount = p->multiprocessors;
+    info->copyEngineCount = p->copy_engines;
+    info->decoderCount = p->decoders;
+    info->encoderCount = 0;
+    info->jpegCount = p->jpegs;
+    info->ofaCount = p->ofas;
+    info->memorySizeMB = p->memory_mib;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceById(nvmlDevice_t device, unsigned int id,
+                                                           nvmlGpuInstance_t* gpuInstance) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterDevice(s, "nvmlDeviceGetGpuInstanceById", device); r != NVML_SUCCESS) {
+      return r;
+    }
+    if (gpuInstance == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->mig_table == nullptr) return NVML_ERROR_NOT_SUPPORTED;
+    if (device->mig_mode != NVML_DEVICE_MIG_ENABLE) return NVML_ERROR_INVALID_STATE;
+    for (nvmlGpuInstance_st* gi : s.gpu_instances) {
+      if (gi->device == device && gi->id == id) {
+        *gpuInstance = gi;
+        return NVML_SUCCESS;
+      }
+    }
+    return NVML_ERROR_NOT_FOUND;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gpuInstance,
+                                                     nvmlGpuInstanceInfo_t* info) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterGpuInstance(s, "nvmlGpuInstanceGetInfo", gpuInstance); r != NVML_SUCCESS) {
+      return r;
+    }
+    if (info == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    const FakeGiProfile& p =
+        *GiProfileByIndex(*gpuInstance->device->mig_table, gpuInstance->profile_index);
+    *info = nvmlGpuInstanceInfo_t{};
+    info->device = gpuInstance->device;
+    info->id = gpuInstance->id;
+    info->profileId = p.id;
+    info->placement = {gpuInstance->start, p.placement_size};
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceById(
+    nvmlGpuInstance_t gpuInstance, unsigned int id, nvmlComputeInstance_t* computeInstance) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterGpuInstance(s, "nvmlGpuInstanceGetComputeInstanceById", gpuInstance);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (computeInstance == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    for (nvmlComputeInstance_st* ci : gpuInstance->compute_instances) {
+      if (ci->id == id) {
+        *computeInstance = ci;
+        return NVML_SUCCESS;
+      }
+    }
+    return NVML_ERROR_NOT_FOUND;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_t* info) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (auto r = EnterGpuInstance(s, "nvmlGpuInstanceGetComputeInstanceProfileInfo", gpuInstance);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (info == nullptr || profile >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT ||
+        engProfile >= NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_COUNT) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    const FakeGiProfile& gi =
+        *GiProfileByIndex(*gpuInstance->device->mig_table, gpuInstance->profile_index);
+    const std::optional<CiOffer> ci = CiOfferFor(gi.slices, profile);
+    if (!ci) return NVML_ERROR_NOT_SUPPORTED;
+    *info = nvmlComputeInstanceProfileInfo_t{};
+    info->id = ci->index;
+    info->sliceCount = ci->slices;
+    info->instanceCount = ci->count;
+    info->multiprocessorCount = gi.multiprocessors / gi.slices * ci->slices;
+    info->sharedCopyEngineCount = gi.copy_engines;
+    info->sharedDecoderCount = gi.decoders;
+    info->sharedEncoderCount = 0;
+    info->sharedJpegCount = gi.jpegs;
+    info->sharedOfaCount = gi.ofas;
+    return NVML_SUCCESS;
+  });
+}
+
+FAKE_NVML_EXPORT nvmlReturn_t nvmlComputeInstanceGetInfo_v2(nvmlComputeInstance_t computeInstance,
+                                                            nvmlComputeInstanceInfo_t* info) {
+  return Guard(__func__, [&] {
+    State& s = S();
+    std::lock_guard lock(s.mu);
+    if (s.refcount == 0) return NVML_ERROR_UNINITIALIZED;
+    if (!Contains(s.compute_instances, computeInstance)) return NVML_ERROR_INVALID_ARGUMENT;
+    const nvmlGpuInstance_st& gi = *computeInstance->gpu_instance;
+    if (auto r = Injected(s, "nvmlComputeInstanceGetInfo_v2", gi.device->index);
+        r != NVML_SUCCESS) {
+      return r;
+    }
+    if (info == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    const FakeGiProfile& p = *GiProfileByIndex(*gi.device->mig_table, gi.profile_index);
+    *info = nvmlComputeInstanceInfo_t{};
+    info->device = gi.device;
+    info->gpuInstance = computeInstance->gpu_instance;
+    info->id = computeInstance->id;
+    info->profileId = computeInstance->profile_index;
+    info->placement = {computeInstance->start,
+                       CiOfferFor(p.slices, computeInstance->profile_index)->slices};
     return NVML_SUCCESS;
   });
 }
@@ -901,4 +1561,18 @@ FAKE_NVML_CHECK_TYPE(nvmlDeviceRegisterEvents)
 FAKE_NVML_CHECK_TYPE(nvmlDeviceGetSupportedEventTypes)
 FAKE_NVML_CHECK_TYPE(nvmlEventSetWait_v2)
 FAKE_NVML_CHECK_TYPE(nvmlEventSetFree)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMigMode)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMaxMigDeviceCount)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetMigDeviceHandleByIndex)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetDeviceHandleFromMigDeviceHandle)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceIsMigDeviceHandle)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetGpuInstanceId)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetComputeInstanceId)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetAttributes_v2)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetGpuInstanceProfileInfo)
+FAKE_NVML_CHECK_TYPE(nvmlDeviceGetGpuInstanceById)
+FAKE_NVML_CHECK_TYPE(nvmlGpuInstanceGetInfo)
+FAKE_NVML_CHECK_TYPE(nvmlGpuInstanceGetComputeInstanceById)
+FAKE_NVML_CHECK_TYPE(nvmlGpuInstanceGetComputeInstanceProfileInfo)
+FAKE_NVML_CHECK_TYPE(nvmlComputeInstanceGetInfo_v2)
 #undef FAKE_NVML_CHECK_TYPE
