@@ -1,12 +1,14 @@
 #include "app/daemon.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include "absl/strings/str_join.h"
 #include "app/mps_gates.h"
+#include "app/node_health.h"
 #include "app/plugin_manager.h"
 #include "device/inventory.h"
 #include "health/health_monitor.h"
@@ -77,6 +80,21 @@ void WarnAboutCdi(const config::Config& config) {
       return;
     }
   }
+}
+
+// Set before the SIGHUP the plugin manager sends when kubelet restarts (see RunDaemon).
+std::atomic<bool> g_kubelet_restarted{false};
+
+// The node's GPUs and MIG devices, logged with any warnings.
+absl::StatusOr<device::Inventory> DiscoverNode(nvml::Nvml& nvml) {
+  auto inventory =
+      device::DiscoverInventory(nvml, {.sysfs_root = GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"),
+                                       .driver_root = GetEnv("NVDP_DRIVER_ROOT").value_or("/")});
+  if (!inventory.ok()) return inventory;
+  spdlog::info("driver {}; {} GPU(s), {} MIG device(s)", inventory->driver_version,
+               inventory->gpus.size(), inventory->mig_devices.size());
+  for (const auto& warning : inventory->warnings) spdlog::warn("{}", warning);
+  return inventory;
 }
 
 void LogResources(const std::vector<sharing::ResourceSpec>& resources) {
@@ -178,15 +196,11 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   if (auto status = (*nvml)->Init(); !status.ok()) {
     return init_failed("NVML init failed: " + std::string(status.message()));
   }
-  auto inventory =
-      device::DiscoverInventory(**nvml, {.sysfs_root = GetEnv("NVDP_SYSFS_ROOT").value_or("/sys"),
-                                         .driver_root = GetEnv("NVDP_DRIVER_ROOT").value_or("/")});
+  auto inventory = DiscoverNode(**nvml);
   if (!inventory.ok()) {
     (*nvml)->Shutdown().IgnoreError();
     return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));
   }
-  spdlog::info("driver {}; {} GPU(s)", inventory->driver_version, inventory->gpus.size());
-  for (const auto& warning : inventory->warnings) spdlog::warn("{}", warning);
 
   if (auto status = device::CheckMigStrategySupported(config.flags.mig_strategy, *inventory);
       !status.ok()) {
@@ -216,6 +230,11 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
   options.kubelet_socket = config.flags.kubelet_socket;
   options.response = ResponseOptionsFrom(config);
   options.gate_mps_resources = true;
+  // A kubelet restart is also when a changed MIG layout is picked up: the main loop reloads.
+  options.on_kubelet_restart = [] {
+    g_kubelet_restarted = true;
+    ::kill(::getpid(), SIGHUP);
+  };
   PluginManager manager(options);
   MpsGates gates(manager, {ControlBinary(daemon_options, config, *resources),
                            daemon_options.mps_probe_period});
@@ -225,16 +244,12 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     return 1;
   }
 
-  std::vector<std::string> uuids;
-  for (const auto& gpu : inventory->gpus) uuids.push_back(gpu.uuid);
-  health::HealthMonitor monitor(
-      **nvml, uuids,
+  NodeHealth health(
+      **nvml,
       health::ParseHealthSettings(GetEnv("DP_DISABLE_HEALTHCHECKS"),
                                   GetEnv("DP_ENABLE_HEALTHCHECKS")),
       [&manager](const std::string& uuid, bool healthy) { manager.SetGpuHealthy(uuid, healthy); });
-  if (auto status = monitor.Start(); !status.ok()) {
-    spdlog::warn("health checks unavailable: {}", std::string(status.message()));
-  }
+  health.Watch(*inventory);
 
   while (true) {
     int sig = WaitForSignal();
@@ -242,7 +257,11 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
       spdlog::info("signal {}: stopping", sig);
       break;
     }
-    spdlog::info("SIGHUP: reloading the configuration");
+    if (g_kubelet_restarted.exchange(false)) {
+      spdlog::info("kubelet restarted: reloading the configuration and reading the devices again");
+    } else {
+      spdlog::info("SIGHUP: reloading the configuration and reading the devices again");
+    }
     auto reloaded = config::LoadConfig(command_line, env);
     if (!reloaded.ok()) {
       spdlog::error("reload rejected, keeping the running configuration:\n{}",
@@ -250,14 +269,21 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
       continue;
     }
     for (const auto& warning : reloaded->warnings) spdlog::warn("config: {}", warning);
+    // MIG layouts change while a node runs: the devices are read again too.
+    auto rediscovered = DiscoverNode(**nvml);
+    if (!rediscovered.ok()) {
+      spdlog::error("reload rejected, keeping the running configuration: GPU discovery failed: {}",
+                    std::string(rediscovered.status().message()));
+      continue;
+    }
     if (auto status =
-            device::CheckMigStrategySupported(reloaded->config.flags.mig_strategy, *inventory);
+            device::CheckMigStrategySupported(reloaded->config.flags.mig_strategy, *rediscovered);
         !status.ok()) {
       spdlog::error("reload rejected, keeping the running configuration: {}",
                     std::string(status.message()));
       continue;
     }
-    auto new_resources = sharing::BuildResources(reloaded->config, *inventory);
+    auto new_resources = sharing::BuildResources(reloaded->config, *rediscovered);
     if (!new_resources.ok()) {
       spdlog::error("reload rejected, keeping the running configuration: {}",
                     std::string(new_resources.status().message()));
@@ -266,11 +292,13 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     LogResources(*new_resources);
     gates.Sync(*new_resources, reloaded->config.flags.mps_root);
     manager.Update(*new_resources, ResponseOptionsFrom(reloaded->config));
+    health.Watch(*rediscovered);
     config = reloaded->config;
+    inventory = std::move(rediscovered);
   }
 
   // Does not wait for the health thread's NVML event wait (up to 5 s); see HealthMonitor::Stop.
-  const bool nvml_idle = monitor.Stop();
+  const bool nvml_idle = health.Stop();
   gates.Sync({}, std::nullopt);
   manager.Stop();
   ledgers.Stop();

@@ -272,6 +272,7 @@ void PluginManager::OnDirChange(const std::string& file, kubelet::DirWatcher::Ch
         RequestServe(name, "kubelet.sock was created");
       }
     }
+    if (options_.on_kubelet_restart) options_.on_kubelet_restart();
     return;
   }
   if (change != kubelet::DirWatcher::Change::kDeleted) return;

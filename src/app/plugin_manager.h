@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -50,6 +51,9 @@ struct ManagerOptions {
   // Ledgers for per-container MPS resources (capacity shaping, client cap, init-container reuse);
   // null: none. Not owned; must outlive the manager.
   ledger::LedgerBook* ledgers = nullptr;
+  // Called (with the manager's lock held: keep it short, never call back into the manager) when
+  // kubelet.sock is created anew, i.e. kubelet restarted. Optional.
+  std::function<void()> on_kubelet_restart;
   absl::Duration initial_backoff = absl::Milliseconds(5);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration register_timeout = absl::Seconds(10);

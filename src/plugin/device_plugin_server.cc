@@ -359,6 +359,9 @@ DevicePluginServer::DevicePluginServer(sharing::ResourceSpec spec, ResponseOptio
       shaping_(accounting_.ledger != nullptr && spec_.mode == sharing::Mode::kMps &&
                spec_.per_container_limits && spec_.capacity_shaping),
       service_(std::make_unique<v1beta1::DevicePlugin::AsyncService>()) {
+  for (const auto& gpu : spec_.gpus) {
+    if (gpu.mig) parent_uuid_.emplace(gpu.uuid, gpu.mig->parent_uuid);
+  }
   absl::MutexLock lock(&mu_);
   shown_.assign(devices_.size(), 1);
   ReshapeLocked();
@@ -372,7 +375,7 @@ bool DevicePluginServer::ReshapeLocked() {
   if (accounting_.ledger->Listed()) {
     std::vector<char> usable(spec_.gpus.size(), 1);
     for (size_t g = 0; g < spec_.gpus.size(); ++g) {
-      usable[g] = unhealthy_gpus_.contains(spec_.gpus[g].uuid) ? 0 : 1;
+      usable[g] = UnhealthyLocked(spec_.gpus[g].uuid) ? 0 : 1;
     }
     shown = sharing::ShapeCapacity(spec_, accounting_.ledger->Occupancy(), usable);
   }
@@ -584,6 +587,12 @@ void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy
   }
 }
 
+bool DevicePluginServer::UnhealthyLocked(const std::string& device_uuid) const {
+  if (unhealthy_gpus_.contains(device_uuid)) return true;
+  auto parent = parent_uuid_.find(device_uuid);
+  return parent != parent_uuid_.end() && unhealthy_gpus_.contains(parent->second);
+}
+
 void DevicePluginServer::SetResourceAvailable(bool available) {
   absl::MutexLock lock(&mu_);
   if (resource_available_ == available) return;
@@ -614,8 +623,7 @@ DevicePluginServer::DeviceListPtr DevicePluginServer::BuildDeviceListLocked() {
     const auto& device = devices_[i];
     auto* out = response->add_devices();
     out->set_id(device.id);
-    bool healthy =
-        resource_available_ && shown_[i] != 0 && !unhealthy_gpus_.contains(device.gpu_uuid);
+    bool healthy = resource_available_ && shown_[i] != 0 && !UnhealthyLocked(device.gpu_uuid);
     out->set_health(healthy ? kHealthy : kUnhealthy);
     healthy_now[i] = healthy ? 1 : 0;
     if (device.numa_node) out->mutable_topology()->add_nodes()->set_id(*device.numa_node);

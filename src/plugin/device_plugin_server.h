@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -101,8 +102,9 @@ class DevicePluginServer {
   // renames it into place. Idempotent.
   void Stop();
 
-  // Health: a GPU (by UUID) can be marked unhealthy; the whole resource can be marked unavailable
-  // (e.g. its MPS daemon is down). A device is healthy only if both allow it. Changes are streamed.
+  // Health: a GPU or MIG device (by UUID) can be marked unhealthy, and a GPU marked unhealthy
+  // takes every MIG device on it along; the whole resource can be marked unavailable (e.g. its MPS
+  // daemon is down). A device is healthy only if all of these allow it. Changes are streamed.
   void SetGpuHealthy(const std::string& gpu_uuid, bool healthy);
   void SetResourceAvailable(bool available);
 
@@ -143,6 +145,8 @@ class DevicePluginServer {
   void RemoveWatcher(WatchCall* watcher);  // idempotent
   DeviceListPtr BuildDeviceListLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<char> SettledHealthy() const;
+  // The device (a GPU or MIG device) or, for a MIG device, its GPU is marked unhealthy.
+  bool UnhealthyLocked(const std::string& device_uuid) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyWatchers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Updates shown_ from the ledger; true when it changed.
   bool ReshapeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -156,6 +160,8 @@ class DevicePluginServer {
   const ResponseOptions options_;
   const std::string socket_path_;
   const std::vector<sharing::AdvertisedDevice> devices_;
+  // MIG device UUID -> its GPU's UUID (set in the constructor, then read-only).
+  absl::flat_hash_map<std::string, std::string> parent_uuid_;
   const Accounting accounting_;
   // Shaping applies: per-container MPS with capacity_shaping and a ledger.
   const bool shaping_;
