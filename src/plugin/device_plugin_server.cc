@@ -276,7 +276,13 @@ class DevicePluginServer::Service : public v1beta1::DevicePlugin::CallbackServic
         spdlog::warn("{}: Allocate refused: {}", spec.name, std::string(status.message()));
         return Done(context, ToGrpc(status));
       }
-      *response->add_container_responses() = BuildContainerResponse(spec, *grant, owner_->options_);
+      auto container_response = BuildContainerResponse(spec, *grant, owner_->options_);
+      if (!container_response.ok()) {
+        spdlog::warn("{}: Allocate refused: {}", spec.name,
+                     std::string(container_response.status().message()));
+        return Done(context, ToGrpc(container_response.status()));
+      }
+      *response->add_container_responses() = *std::move(container_response);
       spdlog::info("{}: allocated {} device ID(s) on {} GPU(s){}", spec.name, ids.size(),
                    grant->gpus.size(),
                    options.reuses_held_ids ? " (reused from the pod's init containers)" : "");
