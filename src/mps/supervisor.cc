@@ -66,13 +66,14 @@ std::string GpuList(const DaemonSpec& spec) {
   return absl::StrJoin(uuids, ",");
 }
 
-// A daemon name: a full resource name "<domain>/<name>", or "<domain>/<name>/<device>" for a
-// per-device daemon (a MIG device: sharing::MpsDaemonKey), whose directory <mpsRoot>/<name> stays
-// inside the root and clear of shm and the markers: two or three '/'-separated parts, none empty
-// or starting with '.', the domain not "shm".
+// A daemon name: a full resource name "<domain>/<name>", or "<domain>/<name>/MIG-<uuid>" for a
+// MIG device's own daemon (sharing::MpsDaemonKey), whose directory <mpsRoot>/<name> stays inside
+// the root and clear of shm, the markers and the resource's own pipe/log: two parts, or three
+// with a "MIG-" third, none empty or starting with '.', the domain not "shm".
 bool ValidResourceName(const std::string& name) {
   const std::vector<std::string> parts = absl::StrSplit(name, '/');
   if (parts.size() < 2 || parts.size() > 3 || parts.front() == "shm") return false;
+  if (parts.size() == 3 && !absl::StartsWith(parts[2], "MIG-")) return false;
   return std::all_of(parts.begin(), parts.end(),
                      [](const std::string& p) { return !p.empty() && p[0] != '.'; });
 }
@@ -87,7 +88,7 @@ absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const Superviso
   for (const DaemonSpec& spec : specs) {
     if (!ValidResourceName(spec.name)) {
       problems.push_back(absl::StrCat("invalid MPS resource name \"", spec.name,
-                                      "\" (need <domain>/<name>[/<device>], e.g. nvidia.com/gpu)"));
+                                      "\" (need <domain>/<name>, e.g. nvidia.com/gpu, or <domain>/<name>/MIG-<uuid>)"));
     }
     if (!names.insert(spec.name).second) {
       problems.push_back(absl::StrCat("MPS resource \"", spec.name, "\" listed twice"));
