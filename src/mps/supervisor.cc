@@ -87,8 +87,9 @@ absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const Superviso
   std::set<std::string> names;
   for (const DaemonSpec& spec : specs) {
     if (!ValidResourceName(spec.name)) {
-      problems.push_back(absl::StrCat("invalid MPS resource name \"", spec.name,
-                                      "\" (need <domain>/<name>, e.g. nvidia.com/gpu, or <domain>/<name>/MIG-<uuid>)"));
+      problems.push_back(absl::StrCat(
+          "invalid MPS resource name \"", spec.name,
+          "\" (need <domain>/<name>, e.g. nvidia.com/gpu, or <domain>/<name>/MIG-<uuid>)"));
     }
     if (!names.insert(spec.name).second) {
       problems.push_back(absl::StrCat("MPS resource \"", spec.name, "\" listed twice"));

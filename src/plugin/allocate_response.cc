@@ -71,7 +71,8 @@ std::string MpsContainerPipeDir(const std::string& resource_name) {
 }
 
 absl::StatusOr<v1beta1::ContainerAllocateResponse> BuildContainerResponse(
-    const sharing::ResourceSpec& spec, const sharing::Grant& grant, const ResponseOptions& options) {
+    const sharing::ResourceSpec& spec, const sharing::Grant& grant,
+    const ResponseOptions& options) {
   v1beta1::ContainerAllocateResponse response;
   auto& envs = *response.mutable_envs();
   const std::vector<DeviceListStrategy>& strategies = options.plugin.device_list_strategy;
@@ -97,9 +98,8 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> BuildContainerResponse(
     const std::string root = options.mps_root.value_or(config::kDefaultMpsRoot);
     envs[kMpsPipeDirectoryEnv] = pipe;
     // A grant under MPS is on one daemon: the resource's, or its MIG device's (grant.cc).
-    const std::string daemon = grant.gpus.empty()
-                                   ? spec.name
-                                   : sharing::MpsDaemonKey(spec, grant.gpus.front());
+    const std::string daemon =
+        grant.gpus.empty() ? spec.name : sharing::MpsDaemonKey(spec, grant.gpus.front());
     AddMount(JoinPath(root, absl::StrCat("/", daemon, "/pipe")), pipe, response);
     AddMount(JoinPath(root, "/shm"), "/dev/shm", response);
     if (spec.per_container_limits) {
@@ -147,9 +147,9 @@ absl::StatusOr<v1beta1::ContainerAllocateResponse> BuildContainerResponse(
       add_once(gpu.DevicePath());
       if (!gpu.IsMig()) continue;
       if (!gpu.mig->cap_error.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            spec.name, ": cannot pass the device nodes of MIG device ", gpu.IndexId(), " (",
-            gpu.uuid, "): ", gpu.mig->cap_error));
+        return absl::FailedPreconditionError(
+            absl::StrCat(spec.name, ": cannot pass the device nodes of MIG device ", gpu.IndexId(),
+                         " (", gpu.uuid, "): ", gpu.mig->cap_error));
       }
       for (const auto& cap : gpu.mig->cap_device_paths) add_once(cap);
     }

@@ -66,10 +66,10 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec, const std::
     std::vector<std::string> names;
     for (int g : order) names.push_back(gpu_of(g).uuid);
     return absl::InvalidArgumentError(absl::StrCat(
-        spec.name, ": request for ", k,
-        " shares spans MIG devices ", internal::JoinAnd(names),
+        spec.name, ": request for ", k, " shares spans MIG devices ", internal::JoinAnd(names),
         "; under MPS a container can use one MIG device (each has its own MPS daemon), so at "
-        "most ", n, " shares"));
+        "most ",
+        n, " shares"));
   }
 
   if (reused) {

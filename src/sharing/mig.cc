@@ -59,7 +59,7 @@ std::optional<std::string> DefaultMixedMigResource(std::string_view profile) {
 }
 
 absl::StatusOr<std::vector<device::Gpu>> MigStrategyDevices(config::MigStrategy strategy,
-                                                             const device::Inventory& inventory) {
+                                                            const device::Inventory& inventory) {
   std::vector<device::Gpu> out;
   std::vector<const device::Gpu*> on, off, empty;
   for (const device::Gpu& gpu : inventory.gpus) {

@@ -133,8 +133,7 @@ bool Before(const ResourceSpec& spec, int a, int b) {
 std::vector<int> PickGpus(const ResourceSpec& spec, std::vector<int> candidates,
                           const std::vector<int>& anchors, size_t count) {
   if (count == 0) return {};
-  std::sort(candidates.begin(), candidates.end(),
-            [&](int a, int b) { return Before(spec, a, b); });
+  std::sort(candidates.begin(), candidates.end(), [&](int a, int b) { return Before(spec, a, b); });
   auto group_of = [&](int g) -> std::optional<int> {
     const device::Gpu& d = spec.gpus[static_cast<size_t>(g)];
     if (d.IsMig()) return static_cast<int>(d.index);
@@ -229,8 +228,7 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spe
       most = std::max(most, have);
       if (have < k) continue;
       if (best < 0 || have < req.free_count[static_cast<size_t>(best)] ||
-          (have == req.free_count[static_cast<size_t>(best)] &&
-           Before(spec, g, best))) {
+          (have == req.free_count[static_cast<size_t>(best)] && Before(spec, g, best))) {
         best = g;
       }
     }

@@ -146,9 +146,9 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
             absl::StrCat(where, ".devices: a device count must be positive; got ", devices.count));
       }
       if (static_cast<size_t>(devices.count) > of_resource.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ".devices: asks for the first ", devices.count, " ", one, "s of ",
-                         resource, ", but this node has ", of_resource.size()));
+        return absl::InvalidArgumentError(absl::StrCat(where, ".devices: asks for the first ",
+                                                       devices.count, " ", one, "s of ", resource,
+                                                       ", but this node has ", of_resource.size()));
       }
       return std::vector<size_t>(of_resource.begin(), of_resource.begin() + devices.count);
     case K::kList:
@@ -176,24 +176,22 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, ".devices: no ", inventory.mig_devices.empty() ? "GPU" : "GPU or MIG device",
-        " on this node has ",
-        missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
+        " on this node has ", missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
         internal::QuoteAll(missing)));
   }
   if (!hidden.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        where, ".devices: ", internal::QuoteAll(hidden),
-        hidden.size() == 1 ? " is" : " are",
+        where, ".devices: ", internal::QuoteAll(hidden), hidden.size() == 1 ? " is" : " are",
         " not advertised under this flags.migStrategy (a GPU with MIG enabled is advertised as "
         "its MIG devices, \"<gpu>:<mig>\", under single and mixed; MIG devices only under single "
         "and mixed)"));
   }
   if (!foreign.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),
-                     foreign.size() == 1 ? absl::StrCat(" is not a ", one, " of ")
-                                         : absl::StrCat(" are not ", one, "s of "),
-                     resource));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),
+                                                   foreign.size() == 1
+                                                       ? absl::StrCat(" is not a ", one, " of ")
+                                                       : absl::StrCat(" are not ", one, "s of "),
+                                                   resource));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -267,16 +265,16 @@ std::optional<std::string> BaseName(const config::Config& config, const device::
 // MIG profile, and MPS on MIG devices only with per-container limits.
 absl::Status CheckMigResource(const std::string& name, const Kind& kind,
                               const std::vector<device::Gpu>& devices) {
-  const auto mig = std::find_if(devices.begin(), devices.end(),
-                                [](const device::Gpu& d) { return d.IsMig(); });
+  const auto mig =
+      std::find_if(devices.begin(), devices.end(), [](const device::Gpu& d) { return d.IsMig(); });
   if (mig == devices.end()) return absl::OkStatus();
-  const auto full = std::find_if(devices.begin(), devices.end(),
-                                 [](const device::Gpu& d) { return !d.IsMig(); });
+  const auto full =
+      std::find_if(devices.begin(), devices.end(), [](const device::Gpu& d) { return !d.IsMig(); });
   if (full != devices.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "resource ", name, " would hold both full GPUs (", internal::Describe(*full),
-        ") and MIG devices (", internal::Describe(*mig),
-        "); give them different names in resources.gpus and resources.mig"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("resource ", name, " would hold both full GPUs (", internal::Describe(*full),
+                     ") and MIG devices (", internal::Describe(*mig),
+                     "); give them different names in resources.gpus and resources.mig"));
   }
   for (const device::Gpu& d : devices) {
     if (d.mig->profile != mig->mig->profile) {
@@ -374,12 +372,12 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
         kind.replicas > config::kMaxMpsClientsPreVolta) {
       for (const device::Gpu& gpu : gpus) {
         if (gpu.cc_major > 0 && gpu.cc_major < 7) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(kind.origin, ".replicas: ", kind.replicas, ": must be at most ",
-                           config::kMaxMpsClientsPreVolta, " with perContainerLimits: false on ",
-                           internal::Describe(gpu), " (compute capability ", gpu.cc_major, ".", gpu.cc_minor,
-                           "): each replica is an MPS client, and MPS serves at most ",
-                           config::kMaxMpsClientsPreVolta, " per GPU before Volta"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              kind.origin, ".replicas: ", kind.replicas, ": must be at most ",
+              config::kMaxMpsClientsPreVolta, " with perContainerLimits: false on ",
+              internal::Describe(gpu), " (compute capability ", gpu.cc_major, ".", gpu.cc_minor,
+              "): each replica is an MPS client, and MPS serves at most ",
+              config::kMaxMpsClientsPreVolta, " per GPU before Volta"));
         }
       }
     }

@@ -148,7 +148,7 @@ std::string MpsDaemonKey(const ResourceSpec& spec, const device::Gpu& device);
 // FailedPrecondition "flags.migStrategy: <strategy> — ..." naming the GPUs and profiles. Devices
 // in inventory order (full GPUs, then MIG devices).
 absl::StatusOr<std::vector<device::Gpu>> MigStrategyDevices(config::MigStrategy strategy,
-                                                             const device::Inventory& inventory);
+                                                            const device::Inventory& inventory);
 // MigStrategyDevices' verdict alone.
 absl::Status CheckMigStrategy(config::MigStrategy strategy, const device::Inventory& inventory);
 // The resource name the mixed strategy gives a MIG profile when `resources.mig` is empty:

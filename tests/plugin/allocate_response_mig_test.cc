@@ -133,8 +133,9 @@ TEST(AllocateResponseMigTest, SocketNamesFollowUpstream) {
   ASSERT_TRUE(specs.ok()) << specs.status();
   std::vector<std::string> sockets;
   for (const auto& spec : *specs) sockets.push_back(SocketNameFor(spec));
-  EXPECT_EQ(sockets, (Lines{"nvidia-gpu.sock", "nvidia-mig-1g.5gb.sock", "nvidia-mig-1g.5gb.me.sock",
-                            "nvidia-mig-2g.10gb.sock", "nvidia-mig-3g.20gb.sock"}));
+  EXPECT_EQ(sockets,
+            (Lines{"nvidia-gpu.sock", "nvidia-mig-1g.5gb.sock", "nvidia-mig-1g.5gb.me.sock",
+                   "nvidia-mig-2g.10gb.sock", "nvidia-mig-3g.20gb.sock"}));
 }
 
 }  // namespace

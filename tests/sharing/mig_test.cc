@@ -74,8 +74,8 @@ TEST(MigStrategy, NoneAdvertisesMigEnabledGpusWhole) {
   auto specs = BuildResources(WithStrategy(kNone), testing::A100Mixed());
   ASSERT_TRUE(specs.ok()) << specs.status();
   ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/gpu"));
-  EXPECT_THAT(Uuids(specs->front()), ElementsAre(testing::A100Uuid(0), testing::A100Uuid(1),
-                                                 testing::A100Uuid(2)));
+  EXPECT_THAT(Uuids(specs->front()),
+              ElementsAre(testing::A100Uuid(0), testing::A100Uuid(1), testing::A100Uuid(2)));
 }
 
 TEST(MigStrategy, SingleAdvertisesEveryMigDeviceAsGpu) {
@@ -345,8 +345,8 @@ TEST(MigMps, FlexibleMpsLimitsComeFromTheMigDevicesMemory) {
   EXPECT_EQ(one->mps_limits->active_thread_percentage, 10);
   EXPECT_EQ(one->mps_limits->pinned_mem_limit, "0=486M");
   // Three shares: 30%, floor(4864 * 3 / 10) = 1459 MiB.
-  auto three = GrantContainer(spec, {MigUuid(0, 2) + "::1", MigUuid(0, 2) + "::2",
-                                     MigUuid(0, 2) + "::3"});
+  auto three =
+      GrantContainer(spec, {MigUuid(0, 2) + "::1", MigUuid(0, 2) + "::2", MigUuid(0, 2) + "::3"});
   ASSERT_TRUE(three.ok()) << three.status();
   EXPECT_EQ(three->mps_limits->active_thread_percentage, 30);
   EXPECT_EQ(three->mps_limits->pinned_mem_limit, "0=1459M");
