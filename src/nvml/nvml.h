@@ -40,10 +40,10 @@ struct GpuInfo {
 // One MIG device (a compute instance inside a GPU instance) of a MIG-enabled GPU, as NVML
 // reports it through the MIG device handle and its parent.
 struct MigDeviceInfo {
-  std::string uuid;        // "MIG-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-  unsigned mig_index = 0;  // slot on the parent (nvmlDeviceGetMigDeviceHandleByIndex)
-  unsigned gi_id = 0;      // nvmlDeviceGetGpuInstanceId
-  unsigned ci_id = 0;      // nvmlDeviceGetComputeInstanceId
+  std::string uuid;          // "MIG-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+  unsigned mig_index = 0;    // slot on the parent (nvmlDeviceGetMigDeviceHandleByIndex)
+  unsigned gi_id = 0;        // nvmlDeviceGetGpuInstanceId
+  unsigned ci_id = 0;        // nvmlDeviceGetComputeInstanceId
   // go-nvlib's profile name built from the GI/CI profiles and the memory fraction, e.g. "1g.5gb",
   // "1g.5gb+me", "1c.3g.20gb" (see docs/mig.md).
   std::string profile;
