@@ -182,9 +182,8 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
   if (!hidden.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, ".devices: ", internal::QuoteAll(hidden), hidden.size() == 1 ? " is" : " are",
-        " not advertised under this flags.migStrategy (a GPU with MIG enabled is advertised as "
-        "its MIG devices, \"<gpu>:<mig>\", under single and mixed; MIG devices only under single "
-        "and mixed)"));
+        " not advertised under this flags.migStrategy (none advertises full GPUs only; single "
+        "and mixed advertise a MIG-enabled GPU as its MIG devices, \"<gpu>:<mig>\")"));
   }
   if (!foreign.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),

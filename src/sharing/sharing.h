@@ -37,7 +37,8 @@ struct ResourceSpec {
   Mode mode = Mode::kExclusive;
   // Shares per GPU; 1 when exclusive.
   int replicas = 1;
-  // The GPUs behind this resource, by NVML index.
+  // The GPUs behind this resource, by NVML index; or its MIG devices (all of one profile), by
+  // parent index then MIG slot. Never both.
   std::vector<device::Gpu> gpus;
   // Resolved by BuildResources: the config value, or when omitted true under
   // uniform MPS and false under time-slicing and per-container MPS.
@@ -158,9 +159,10 @@ absl::Status CheckMigStrategy(config::MigStrategy strategy, const device::Invent
 std::optional<std::string> DefaultMixedMigResource(std::string_view profile);
 
 // Builds every resource this node advertises from the config and the
-// inventory: unshared GPUs under their `resources.gpus` names, shared ones
-// under their (re)names. Only resources with at least one GPU are returned,
-// sorted by name. Errors for configs that cannot be applied to this inventory
+// inventory: the devices flags.migStrategy picks (MigStrategyDevices), unshared
+// ones under their `resources.gpus` / `resources.mig` names, shared ones under
+// their (re)names. MIG devices are device::Gpu values with `mig` set. Only resources with at least
+// one GPU are returned, sorted by name. Errors for configs that cannot be applied to this inventory
 // (e.g. `devices` naming a GPU that does not exist).
 absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
                                                          const device::Inventory& inventory);
