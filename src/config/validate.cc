@@ -495,15 +495,16 @@ class Checker {
     }
     if (!f.mps_root.has_value() || f.mps_root->empty()) return;
     for (const std::string& name : mps_names) {
-      // A mig-* resource has one daemon per MIG device, under <resource>/MIG-<uuid>.
-      const std::string device_dir =
-          name.starts_with("mig-") ? "/MIG-00000000-0000-0000-0000-000000000000" : "";
+      // A mig-* resource has one daemon per MIG device, under <resource>/MIG-<uuid> (a UUID is
+      // 36 characters).
+      const bool mig = name.starts_with("mig-");
       const std::string path =
-          Cat(*f.mps_root, "/", kResourcePrefix, name, device_dir, "/pipe/control");
-      if (path.size() > kMaxSocketPath) {
+          Cat(*f.mps_root, "/", kResourcePrefix, name, mig ? "/MIG-<uuid>" : "", "/pipe/control");
+      const size_t size = path.size() + (mig ? 36 - std::string_view("<uuid>").size() : 0);
+      if (size > kMaxSocketPath) {
         Error(Problem("flags.mpsRoot", Quote(*f.mps_root),
-                      Cat("gives the MPS control socket ", path, " (", path.size(),
-                          " bytes), over the ", kMaxSocketPath,
+                      Cat("gives the MPS control socket ", path, " (", size, " bytes), over the ",
+                          kMaxSocketPath,
                           "-byte unix socket path limit; use a shorter mpsRoot or resource name")));
       }
     }
