@@ -321,6 +321,26 @@ TEST(MigTimeSlicing, ReplicasOfMigUuids) {
   EXPECT_FALSE(grant->mps_limits.has_value());
 }
 
+TEST(MigTimeSlicing, UnderSingleTheGpuResourceIsSharedAsMigDevices) {
+  config::Config cfg = WithStrategy(kSingle);
+  cfg.sharing.time_slicing.rename_by_default = true;
+  cfg.sharing.time_slicing.resources = {Entry("gpu", 2)};
+  auto specs = BuildResources(cfg, testing::H100Uniform(2));
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/gpu.shared"));
+  const auto devices = AdvertisedDevices(specs->front());
+  ASSERT_EQ(devices.size(), 28u);  // 2 GPUs x 7 MIG devices x 2 replicas
+  EXPECT_EQ(devices.back().id, MigUuid(1, 6) + "::1");
+}
+
+TEST(MigStrategy, MixedOnH100NamesTheProfile) {
+  auto specs = BuildResources(WithStrategy(kMixed), testing::H100Uniform(1));
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_THAT(Names(*specs), ElementsAre("nvidia.com/mig-1g.10gb"));
+  EXPECT_EQ(specs->front().gpus.size(), 7u);
+  EXPECT_EQ(specs->front().gpus[0].cc_major, 9);
+}
+
 // --- MPS on MIG ----------------------------------------------------------------------------------
 
 config::Config FlexibleMps(config::MigStrategy strategy, const std::string& name, int replicas) {
