@@ -100,7 +100,7 @@ absl::StatusOr<device::Inventory> DiscoverNode(nvml::Nvml& nvml) {
 void LogResources(const std::vector<sharing::ResourceSpec>& resources) {
   for (const auto& spec : resources) {
     std::vector<std::string> gpus;
-    for (const auto& gpu : spec.gpus) gpus.push_back(std::to_string(gpu.index));
+    for (const auto& gpu : spec.gpus) gpus.push_back(gpu.IndexId());  // "0", or MIG "0:3"
     spdlog::info("resource {}: {} GPU(s) [{}], {} device ID(s)", spec.name, spec.gpus.size(),
                  absl::StrJoin(gpus, ","), sharing::AdvertisedDevices(spec).size());
   }

@@ -1,7 +1,7 @@
 #include "app/mps_gates.h"
 
 #include <atomic>
-#include <set>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "logging/logging.h"
@@ -56,15 +56,21 @@ mps::MarkerWatcher* MpsGates::Watcher() {
 
 void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
                     const std::optional<std::string>& mps_root) {
-  // Full resource names: the daemon's files are <mpsRoot>/nvidia.com/gpu/..., as upstream's.
-  std::set<std::string> wanted;
+  // Daemon key -> resource. Full GPUs: the resource's full name (the daemon's files are
+  // <mpsRoot>/nvidia.com/gpu/..., as upstream's); MIG devices: one daemon each
+  // (<mpsRoot>/nvidia.com/mig-1g.5gb/MIG-<uuid>/...).
+  std::map<std::string, std::string> wanted;
   if (mps_root && !mps_root->empty()) {
     for (const auto& spec : resources) {
-      if (spec.mode == sharing::Mode::kMps) wanted.insert(spec.name);
+      if (spec.mode != sharing::Mode::kMps) continue;
+      for (const auto& device : spec.gpus)
+        wanted.emplace(sharing::MpsDaemonKey(spec, device), spec.name);
     }
   }
   for (auto it = gates_.begin(); it != gates_.end();) {
-    if (wanted.contains(it->first) && it->second->key == absl::StrCat(*mps_root, "/", it->first)) {
+    const auto want = wanted.find(it->first);
+    if (want != wanted.end() && want->second == it->second->resource &&
+        it->second->key == absl::StrCat(*mps_root, "/", it->first)) {
       ++it;
       continue;
     }
@@ -73,15 +79,26 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
     gate.stop.Notify();
     gate.monitor->RequestStop();
     gate.thread.join();
+    {
+      absl::MutexLock lock(&ready_mu_);
+      auto& daemons = ready_[gate.resource];
+      daemons.erase(it->first);
+      if (daemons.empty()) ready_.erase(gate.resource);
+    }
     it = gates_.erase(it);
   }
-  for (const std::string& name : wanted) {
-    if (gates_.contains(name)) continue;
+  for (const auto& [daemon, resource] : wanted) {
+    if (gates_.contains(daemon)) continue;
     auto gate = std::make_unique<Gate>();
-    gate->key = absl::StrCat(*mps_root, "/", name);
+    gate->key = absl::StrCat(*mps_root, "/", daemon);
+    gate->resource = resource;
+    {
+      absl::MutexLock lock(&ready_mu_);
+      ready_[resource][daemon] = false;
+    }
     mps::DaemonProbeOptions probe_options;
     probe_options.mps_root = *mps_root;
-    probe_options.resource = name;
+    probe_options.resource = daemon;
     probe_options.control_binary = options_.control_binary;
     probe_options.base_env = mps::InheritedEnvironment();
     gate->probe = std::make_unique<mps::DaemonProbe>(probe_options, mps::RealProcessRunner());
@@ -89,39 +106,50 @@ void MpsGates::Sync(const std::vector<sharing::ResourceSpec>& resources,
     monitor_options.period = options_.probe_period;
     gate->monitor = std::make_unique<mps::DaemonMonitor>(
         *gate->probe, mps::RealClock(), monitor_options,
-        [this, name](bool healthy, const absl::Status& why) {
-          if (!healthy) spdlog::warn("{}: {}", name, std::string(why.message()));
-          manager_.SetResourceReady(name, healthy);
+        [this, daemon = daemon, resource = resource](bool healthy, const absl::Status& why) {
+          if (!healthy) spdlog::warn("{}: {}", daemon, std::string(why.message()));
+          SetDaemonReady(resource, daemon, healthy);
         });
     if (mps::MarkerWatcher* watcher = Watcher(); watcher != nullptr) {
-      const mps::ResourcePaths paths = mps::PathsFor(*mps_root, name);
+      const mps::ResourcePaths paths = mps::PathsFor(*mps_root, daemon);
       mps::DaemonMonitor* monitor = gate->monitor.get();
       auto watch = watcher->Add(paths.dir, ".started",
                                 [monitor](bool exists) { monitor->MarkerChanged(exists); });
       if (watch.ok()) {
         gate->watch = *watch;
       } else {
-        spdlog::warn("{}: {}; the daemon's health is probed only", name,
+        spdlog::warn("{}: {}; the daemon's health is probed only", daemon,
                      std::string(watch.status().message()));
       }
     }
     Gate* raw = gate.get();
-    gate->thread = std::thread([this, name = name, raw] {
+    gate->thread = std::thread([this, daemon = daemon, raw] {
       logging::NameThisThread("nvdp-mps-gate");
-      RunGate(name, *raw);
+      RunGate(daemon, *raw);
     });
-    gates_.emplace(name, std::move(gate));
+    gates_.emplace(daemon, std::move(gate));
   }
 }
 
-void MpsGates::RunGate(const std::string& resource_name, Gate& gate) {
+void MpsGates::SetDaemonReady(const std::string& resource, const std::string& daemon, bool ready) {
+  bool all = true;
+  {
+    absl::MutexLock lock(&ready_mu_);
+    auto& daemons = ready_[resource];
+    daemons[daemon] = ready;
+    for (const auto& [name, up] : daemons) all = all && up;
+  }
+  manager_.SetResourceReady(resource, all);
+}
+
+void MpsGates::RunGate(const std::string& daemon, Gate& gate) {
   CountingProber probe(*gate.probe, *gate.monitor);
-  auto ready = mps::WaitUntilReady(
-      probe, mps::RealClock(), {}, &gate.stop,
-      [&](const std::string& line) { spdlog::info("{}: {}", resource_name, line); });
+  auto ready =
+      mps::WaitUntilReady(probe, mps::RealClock(), {}, &gate.stop,
+                          [&](const std::string& line) { spdlog::info("{}: {}", daemon, line); });
   if (!ready.ok()) return;  // cancelled
   gate.monitor->ForgetMarkerChangesThrough(probe.changes_before_last_probe());
-  manager_.SetResourceReady(resource_name, true);
+  SetDaemonReady(gate.resource, daemon, true);
   gate.monitor->Run();
 }
 

@@ -21,6 +21,11 @@ using internal::Split;
 
 constexpr std::string_view kTimeSlicingPath = "sharing.timeSlicing";
 constexpr std::string_view kMpsPath = "sharing.mps";
+// The MIG rule for MPS (docs/mig.md): upstream refuses MPS on MIG devices; we share them with
+// per-container limits only, one MPS daemon per MIG device.
+constexpr std::string_view kMpsOnMigNeedsPerContainerLimits =
+    "MIG devices can be shared with MPS only with sharing.mps.perContainerLimits: true (MPS with "
+    "uniform limits does not support MIG devices, as upstream)";
 // sun_path is 108 bytes including the terminating NUL.
 constexpr size_t kMaxSocketPath = 107;
 
@@ -269,11 +274,11 @@ class Checker {
   void CheckResources() {
     CheckPatterns("resources.gpus", config_.resources.gpus);
     CheckPatterns("resources.mig", config_.resources.mig);
-    if (!config_.resources.mig.empty() && config_.flags.mig_strategy != MigStrategy::kMixed) {
+    if (!config_.resources.mig.empty() && config_.flags.mig_strategy == MigStrategy::kNone) {
       Warn(Problem("resources.mig",
                    Cat(config_.resources.mig.size(),
                        config_.resources.mig.size() == 1 ? " entry" : " entries"),
-                   "only used with migStrategy mixed (ignored)"));
+                   "only used with migStrategy single or mixed (ignored)"));
     }
   }
 
@@ -310,8 +315,9 @@ class Checker {
         Error(Problem(item, ShowId(id), "listed more than once; list each device once"));
         continue;
       }
-      if (is_mps && (form == IdForm::kMigIndex || form == IdForm::kMigUuid)) {
-        Error(Problem(item, ShowId(id), "MIG devices cannot be shared with MPS"));
+      if (is_mps && !config_.sharing.mps.per_container_limits &&
+          (form == IdForm::kMigIndex || form == IdForm::kMigUuid)) {
+        Error(Problem(item, ShowId(id), kMpsOnMigNeedsPerContainerLimits));
       }
     }
   }
@@ -375,9 +381,13 @@ class Checker {
         continue;
       }
       const bool is_mig = r.name.starts_with("mig-");
-      if (is_mps && is_mig) {
-        Error(Problem(name_path, Quote(r.name), "MIG devices cannot be shared with MPS"));
-      } else if (is_mig && config_.flags.mig_strategy != MigStrategy::kMixed) {
+      const bool named_in_resources_mig =
+          std::any_of(config_.resources.mig.begin(), config_.resources.mig.end(),
+                      [&](const ResourcePattern& p) { return p.name == r.name; });
+      if (is_mps && is_mig && !config_.sharing.mps.per_container_limits) {
+        Error(Problem(name_path, Quote(r.name), kMpsOnMigNeedsPerContainerLimits));
+      } else if (is_mig && config_.flags.mig_strategy != MigStrategy::kMixed &&
+                 !named_in_resources_mig) {
         Warn(Problem(name_path, Quote(r.name),
                      "MIG resources are advertised only with migStrategy "
                      "mixed; this entry matches nothing"));
@@ -439,11 +449,12 @@ class Checker {
                         "empty value to use the default ",
                         kDefaultMpsRoot)));
     }
-    if (f.mig_strategy == MigStrategy::kMixed) {
+    if (f.mig_strategy == MigStrategy::kMixed && !s.mps.per_container_limits) {
       Error(Problem("flags.migStrategy", Quote(ToString(f.mig_strategy)),
-                    "must be none or single when sharing.mps has resources "
-                    "(MPS does not support "
-                    "MIG devices)"));
+                    "must be none or single when sharing.mps has resources with "
+                    "perContainerLimits: false (upstream's rule: MPS with uniform limits does not "
+                    "support MIG devices); set sharing.mps.perContainerLimits: true to share MIG "
+                    "devices with MPS, one MPS daemon per MIG device"));
     }
     if (s.mps.per_container_limits && s.mps.fail_requests_greater_than_one.value_or(false)) {
       Warn(Problem("sharing.mps.failRequestsGreaterThanOne", ShowBool(true),
@@ -484,11 +495,16 @@ class Checker {
     }
     if (!f.mps_root.has_value() || f.mps_root->empty()) return;
     for (const std::string& name : mps_names) {
-      const std::string path = Cat(*f.mps_root, "/", kResourcePrefix, name, "/pipe/control");
-      if (path.size() > kMaxSocketPath) {
+      // A mig-* resource has one daemon per MIG device, under <resource>/MIG-<uuid> (a UUID is
+      // 36 characters).
+      const bool mig = name.starts_with("mig-");
+      const std::string path =
+          Cat(*f.mps_root, "/", kResourcePrefix, name, mig ? "/MIG-<uuid>" : "", "/pipe/control");
+      const size_t size = path.size() + (mig ? 36 - std::string_view("<uuid>").size() : 0);
+      if (size > kMaxSocketPath) {
         Error(Problem("flags.mpsRoot", Quote(*f.mps_root),
-                      Cat("gives the MPS control socket ", path, " (", path.size(),
-                          " bytes), over the ", kMaxSocketPath,
+                      Cat("gives the MPS control socket ", path, " (", size, " bytes), over the ",
+                          kMaxSocketPath,
                           "-byte unix socket path limit; use a shorter mpsRoot or resource name")));
       }
     }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "sharing/sharing.h"
 
 namespace nvdp::device {
 
@@ -193,17 +194,7 @@ absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const DiscoveryPat
 }
 
 absl::Status CheckMigStrategySupported(config::MigStrategy strategy, const Inventory& inventory) {
-  if (strategy == config::MigStrategy::kNone) return absl::OkStatus();
-  std::vector<std::string> enabled;
-  for (const Gpu& gpu : inventory.gpus) {
-    if (gpu.mig_enabled) enabled.push_back(absl::StrCat(gpu.index, " (", gpu.uuid, ")"));
-  }
-  if (enabled.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "flags.migStrategy: ", std::string(config::ToString(strategy)), " — MIG is enabled on GPU ",
-      absl::StrJoin(enabled, ", "),
-      ", and this plugin does not implement the single and mixed MIG strategies yet; set "
-      "migStrategy: none to advertise the MIG-enabled GPUs as full GPUs, or disable MIG on them"));
+  return sharing::CheckMigStrategy(strategy, inventory);
 }
 
 }  // namespace nvdp::device

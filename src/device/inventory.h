@@ -101,10 +101,9 @@ struct DiscoveryPaths {
 // MIG-enabled GPU whose MIG devices cannot be enumerated, fails discovery with an error naming it.
 absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const DiscoveryPaths& paths = {});
 
-// MIG strategies are not implemented yet. A node where some GPU has MIG enabled and the strategy is
-// single or mixed would otherwise advertise full GPUs that cannot run work: FailedPrecondition
-// naming the strategy and the GPUs, and what to do. With migStrategy none, or with MIG off on every
-// GPU (where upstream's single and mixed also advertise full GPUs), OK.
+// Whether flags.migStrategy can be applied to this node's MIG layout: forwards to
+// sharing::CheckMigStrategy (sharing/sharing.h has the rules; docs/mig.md). FailedPrecondition
+// naming the GPUs and profiles when it cannot (e.g. single with MIG devices that differ).
 absl::Status CheckMigStrategySupported(config::MigStrategy strategy, const Inventory& inventory);
 
 }  // namespace nvdp::device

@@ -9,10 +9,12 @@
 #include <cstring>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
 
 namespace nvdp::mps {
@@ -64,15 +66,16 @@ std::string GpuList(const DaemonSpec& spec) {
   return absl::StrJoin(uuids, ",");
 }
 
-// A full resource name "<domain>/<name>" whose directory <mpsRoot>/<domain>/<name> stays inside the
-// root and clear of shm and the markers: exactly one '/', neither part empty or starting with '.',
-// the domain not "shm".
+// A daemon name: a full resource name "<domain>/<name>", or "<domain>/<name>/MIG-<uuid>" for a
+// MIG device's own daemon (sharing::MpsDaemonKey), whose directory <mpsRoot>/<name> stays inside
+// the root and clear of shm, the markers and the resource's own pipe/log: two parts, or three
+// with a "MIG-" third, none empty or starting with '.', the domain not "shm".
 bool ValidResourceName(const std::string& name) {
-  const size_t slash = name.find('/');
-  if (slash == std::string::npos || name.find('/', slash + 1) != std::string::npos) return false;
-  const std::string domain = name.substr(0, slash);
-  const std::string rest = name.substr(slash + 1);
-  return !domain.empty() && !rest.empty() && domain[0] != '.' && rest[0] != '.' && domain != "shm";
+  const std::vector<std::string> parts = absl::StrSplit(name, '/');
+  if (parts.size() < 2 || parts.size() > 3 || parts.front() == "shm") return false;
+  if (parts.size() == 3 && !absl::StartsWith(parts[2], "MIG-")) return false;
+  return std::all_of(parts.begin(), parts.end(),
+                     [](const std::string& p) { return !p.empty() && p[0] != '.'; });
 }
 
 absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const SupervisorOptions& options) {
@@ -84,8 +87,9 @@ absl::Status ValidateSpecs(const std::vector<DaemonSpec>& specs, const Superviso
   std::set<std::string> names;
   for (const DaemonSpec& spec : specs) {
     if (!ValidResourceName(spec.name)) {
-      problems.push_back(absl::StrCat("invalid MPS resource name \"", spec.name,
-                                      "\" (need <domain>/<name>, e.g. nvidia.com/gpu)"));
+      problems.push_back(absl::StrCat(
+          "invalid MPS resource name \"", spec.name,
+          "\" (need <domain>/<name>, e.g. nvidia.com/gpu, or <domain>/<name>/MIG-<uuid>)"));
     }
     if (!names.insert(spec.name).second) {
       problems.push_back(absl::StrCat("MPS resource \"", spec.name, "\" listed twice"));
@@ -263,6 +267,9 @@ absl::Status Supervisor::StartOne(Daemon& d) {
 
 absl::Status Supervisor::SetComputeMode(Daemon& d) {
   for (const DaemonGpu& gpu : d.spec.gpus) {
+    // Compute mode belongs to the whole GPU and cannot be set on a MIG device; MPS on MIG does
+    // not need it.
+    if (absl::StartsWith(gpu.uuid, "MIG-")) continue;
     if (std::find(d.compute_mode_set.begin(), d.compute_mode_set.end(), gpu.uuid) !=
         d.compute_mode_set.end()) {
       continue;

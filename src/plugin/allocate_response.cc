@@ -38,7 +38,7 @@ std::vector<std::string> DeviceIds(const sharing::Grant& grant, DeviceIdStrategy
   std::vector<std::string> ids;
   ids.reserve(grant.gpus.size());
   for (const auto& gpu : grant.gpus) {
-    ids.push_back(strategy == DeviceIdStrategy::kIndex ? std::to_string(gpu.index) : gpu.uuid);
+    ids.push_back(strategy == DeviceIdStrategy::kIndex ? gpu.IndexId() : gpu.uuid);
   }
   return ids;
 }
@@ -70,9 +70,9 @@ std::string MpsContainerPipeDir(const std::string& resource_name) {
   return absl::StrCat("/mps/", resource_name, "/pipe");
 }
 
-v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::ResourceSpec& spec,
-                                                          const sharing::Grant& grant,
-                                                          const ResponseOptions& options) {
+absl::StatusOr<v1beta1::ContainerAllocateResponse> BuildContainerResponse(
+    const sharing::ResourceSpec& spec, const sharing::Grant& grant,
+    const ResponseOptions& options) {
   v1beta1::ContainerAllocateResponse response;
   auto& envs = *response.mutable_envs();
   const std::vector<DeviceListStrategy>& strategies = options.plugin.device_list_strategy;
@@ -97,7 +97,10 @@ v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::Resourc
     const std::string pipe = MpsContainerPipeDir(spec.name);
     const std::string root = options.mps_root.value_or(config::kDefaultMpsRoot);
     envs[kMpsPipeDirectoryEnv] = pipe;
-    AddMount(JoinPath(root, absl::StrCat("/", spec.name, "/pipe")), pipe, response);
+    // A grant under MPS is on one daemon: the resource's, or its MIG device's (grant.cc).
+    const std::string daemon =
+        grant.gpus.empty() ? spec.name : sharing::MpsDaemonKey(spec, grant.gpus.front());
+    AddMount(JoinPath(root, absl::StrCat("/", daemon, "/pipe")), pipe, response);
     AddMount(JoinPath(root, "/shm"), "/dev/shm", response);
     if (spec.per_container_limits) {
       // Ours: the GPUs by UUID, so the memory limit's ordinals (0=...,1=...) are the grant's order.
@@ -135,7 +138,22 @@ v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::Resourc
         AddDeviceSpec(options.dev_root, path, response);
       }
     }
-    for (const auto& gpu : grant.gpus) AddDeviceSpec(options.dev_root, gpu.DevicePath(), response);
+    // The parent's node once per GPU, then each MIG device's capability nodes.
+    std::vector<std::string> paths;
+    const auto add_once = [&paths](const std::string& path) {
+      if (std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(path);
+    };
+    for (const auto& gpu : grant.gpus) {
+      add_once(gpu.DevicePath());
+      if (!gpu.IsMig()) continue;
+      if (!gpu.mig->cap_error.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(spec.name, ": cannot pass the device nodes of MIG device ", gpu.IndexId(),
+                         " (", gpu.uuid, "): ", gpu.mig->cap_error));
+      }
+      for (const auto& cap : gpu.mig->cap_device_paths) add_once(cap);
+    }
+    for (const auto& path : paths) AddDeviceSpec(options.dev_root, path, response);
   }
 
   // 6. Extra driver components.

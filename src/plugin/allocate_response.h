@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "config/config.h"
 #include "deviceplugin/v1beta1/api.pb.h"
 #include "sharing/sharing.h"
@@ -49,7 +50,9 @@ inline constexpr char kVolumeMountDevicesDir[] = "/var/run/nvidia-container-devi
 inline constexpr char kCdiKind[] = "k8s.device-plugin.nvidia.com/gpu";
 
 // The MPS pipe directory inside the container for a resource (full name):
-// /mps/nvidia.com/gpu/pipe. The host side is <mpsRoot>/nvidia.com/gpu/pipe (mps::PathsFor).
+// /mps/nvidia.com/gpu/pipe. The host side is <mpsRoot>/<daemon key>/pipe (mps::PathsFor,
+// sharing::MpsDaemonKey): <mpsRoot>/nvidia.com/gpu/pipe, or for a MIG device
+// <mpsRoot>/nvidia.com/mig-1g.5gb/MIG-<uuid>/pipe.
 std::string MpsContainerPipeDir(const std::string& resource_name);
 
 // Upstream's steps, in its order:
@@ -60,10 +63,13 @@ std::string MpsContainerPipeDir(const std::string& resource_name);
 //  4. envvar: NVIDIA_VISIBLE_DEVICES=<ids>; then volume-mounts: NVIDIA_VISIBLE_DEVICES=
 //     /var/run/nvidia-container-devices and one /dev/null mount per id (so with both, the
 //     volume-mounts value wins whatever their order in the list);
-//  5. passDeviceSpecs: the control nodes that exist, then /dev/nvidia<minor> per GPU;
+//  5. passDeviceSpecs: the control nodes that exist, then /dev/nvidia<minor> per GPU (a MIG
+//     device's parent, once however many of its MIG devices the grant has), then each MIG
+//     device's capability nodes (/dev/nvidia-caps/nvidia-cap<N>), all read-write;
 //  6. NVIDIA_GDRCOPY / NVIDIA_GDS / NVIDIA_MOFED.
-v1beta1::ContainerAllocateResponse BuildContainerResponse(const sharing::ResourceSpec& spec,
-                                                          const sharing::Grant& grant,
-                                                          const ResponseOptions& options);
+// FailedPrecondition with passDeviceSpecs when a MIG device's capability nodes could not be
+// resolved at discovery (MigInfo::cap_error), naming the device and the reason.
+absl::StatusOr<v1beta1::ContainerAllocateResponse> BuildContainerResponse(
+    const sharing::ResourceSpec& spec, const sharing::Grant& grant, const ResponseOptions& options);
 
 }  // namespace nvdp::plugin

@@ -336,7 +336,14 @@ grpc::Status DevicePluginServer::Allocate(const v1beta1::AllocateRequest& reques
       response->Clear();
       return ToGrpc(status);
     }
-    *response->add_container_responses() = BuildContainerResponse(spec_, *grant, options_);
+    auto container_response = BuildContainerResponse(spec_, *grant, options_);
+    if (!container_response.ok()) {
+      spdlog::warn("{}: Allocate refused: {}", spec_.name,
+                   std::string(container_response.status().message()));
+      response->Clear();
+      return ToGrpc(container_response.status());
+    }
+    *response->add_container_responses() = *std::move(container_response);
     spdlog::info("{}: allocated {} device ID(s) on {} GPU(s){}", spec_.name, ids.size(),
                  grant->gpus.size(),
                  options.reuses_held_ids ? " (reused from the pod's init containers)" : "");

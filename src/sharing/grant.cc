@@ -23,7 +23,8 @@ Grant ReusedSetGrant(const ResourceSpec& spec, std::vector<int> order,
   const int64_t n = spec.replicas;
   const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
   std::sort(order.begin(), order.end(), [&](int a, int b) {
-    return spec.gpus[static_cast<size_t>(a)].index < spec.gpus[static_cast<size_t>(b)].index;
+    return internal::DeviceBefore(spec.gpus[static_cast<size_t>(a)],
+                                  spec.gpus[static_cast<size_t>(b)]);
   });
   Grant grant;
   MpsLimits limits;
@@ -58,6 +59,18 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec, const std::
     return spec.gpus[static_cast<size_t>(g)];
   };
   const bool proportional = spec.memory_limit == config::MemoryLimit::kProportional;
+
+  // Each MIG device has its own MPS daemon and a client reaches one daemon (one pipe directory),
+  // so a container's shares must be on one MIG device, whatever their number.
+  if (order.size() > 1 && gpu_of(order.front()).IsMig()) {
+    std::vector<std::string> names;
+    for (int g : order) names.push_back(gpu_of(g).uuid);
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.name, ": request for ", k, " shares spans MIG devices ", internal::JoinAnd(names),
+        "; under MPS a container can use one MIG device (each has its own MPS daemon), so at "
+        "most ",
+        n, " shares"));
+  }
 
   if (reused) {
     const bool whole = k % n == 0 && std::all_of(order.begin(), order.end(), [&](int g) {
@@ -98,7 +111,7 @@ absl::StatusOr<Grant> PerContainerMpsGrant(const ResourceSpec& spec, const std::
                        " whole GPU(s) (all ", n, " shares of each); got ", internal::JoinAnd(got)));
     }
     std::sort(order.begin(), order.end(),
-              [&](int a, int b) { return gpu_of(a).index < gpu_of(b).index; });
+              [&](int a, int b) { return internal::DeviceBefore(gpu_of(a), gpu_of(b)); });
     std::vector<std::string> memory;
     for (size_t ordinal = 0; ordinal < order.size(); ++ordinal) {
       const device::Gpu& gpu = gpu_of(order[ordinal]);

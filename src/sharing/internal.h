@@ -72,6 +72,11 @@ std::string JoinAnd(const std::vector<std::string>& items);
 // "\"a\", \"b\""; "\"a\", ..., \"e\" and 7 more" past kMaxListedItems.
 std::string QuoteAll(const std::vector<std::string>& ids);
 
+// "GPU 0 (GPU-...)" or "MIG device 0:3 (MIG-...)", for messages.
+std::string Describe(const device::Gpu& device);
+// The order resources list their devices in: by GPU index, MIG devices of one GPU by MIG slot.
+bool DeviceBefore(const device::Gpu& a, const device::Gpu& b);
+
 // InvalidArgument "<resource>: unknown device IDs: \"x\", \"y\"".
 absl::Status UnknownIdsError(const ResourceSpec& spec, const std::vector<std::string>& ids);
 // InvalidArgument "<resource>: maximum request size for shared resources is 1;

@@ -4,7 +4,9 @@
 //   error when no GPU (or not enough whole GPUs) can hold the request;
 // - time-slicing and uniform MPS: upstream's greedy replica pick (`distributed`
 // / `packed`);
-// - exclusive: must_include first, then GPUs on the same NUMA node where known.
+// - exclusive: must_include first, then GPUs on the same NUMA node where known (MIG devices: on
+//   the same parent GPU).
+// MIG devices under per-container MPS: at most one MIG device per container (its own daemon).
 // Topology beyond NUMA (upstream's NVLink / PCIe-switch scoring) is not
 // modelled.
 //
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -116,26 +119,31 @@ absl::StatusOr<Request> ReadRequest(const ResourceSpec& spec,
   return req;
 }
 
-unsigned IndexOf(const ResourceSpec& spec, int gpu) {
-  return spec.gpus[static_cast<size_t>(gpu)].index;
+// Device order (GPU index, then MIG slot) of two positions in spec.gpus.
+bool Before(const ResourceSpec& spec, int a, int b) {
+  return internal::DeviceBefore(spec.gpus[static_cast<size_t>(a)],
+                                spec.gpus[static_cast<size_t>(b)]);
 }
 
-// Picks `count` GPUs out of `candidates`, staying on one NUMA node where
-// possible: the node of the first anchor whose node is known; without one, the
-// node that fits the whole pick with the fewest candidates to spare (best fit,
-// keeping larger nodes whole), else the node with the most candidates. Within a
-// node and for the rest: lowest GPU index first.
+// Picks `count` devices out of `candidates`, staying in one group where possible: for full GPUs
+// the NUMA node, for MIG devices the parent GPU (so a multi-device request gets MIG devices of one
+// GPU). The group of the first anchor whose group is known; without one, the group that fits the
+// whole pick with the fewest candidates to spare (best fit, keeping larger groups whole), else the
+// group with the most candidates. Within a group and for the rest: device order.
 std::vector<int> PickGpus(const ResourceSpec& spec, std::vector<int> candidates,
                           const std::vector<int>& anchors, size_t count) {
   if (count == 0) return {};
-  std::sort(candidates.begin(), candidates.end(),
-            [&](int a, int b) { return IndexOf(spec, a) < IndexOf(spec, b); });
-  auto numa_of = [&](int g) { return spec.gpus[static_cast<size_t>(g)].numa_node; };
+  std::sort(candidates.begin(), candidates.end(), [&](int a, int b) { return Before(spec, a, b); });
+  auto group_of = [&](int g) -> std::optional<int> {
+    const device::Gpu& d = spec.gpus[static_cast<size_t>(g)];
+    if (d.IsMig()) return static_cast<int>(d.index);
+    return d.numa_node;
+  };
 
   std::optional<int> node;
   for (int a : anchors) {
-    if (numa_of(a)) {
-      node = numa_of(a);
+    if (group_of(a)) {
+      node = group_of(a);
       break;
     }
   }
@@ -143,7 +151,7 @@ std::vector<int> PickGpus(const ResourceSpec& spec, std::vector<int> candidates,
     std::map<int, size_t> per_node;  // node -> candidates on it
     std::vector<int> node_order;     // nodes by their lowest candidate index
     for (int g : candidates) {
-      if (auto n = numa_of(g)) {
+      if (auto n = group_of(g)) {
         if (per_node[*n]++ == 0) node_order.push_back(*n);
       }
     }
@@ -159,12 +167,12 @@ std::vector<int> PickGpus(const ResourceSpec& spec, std::vector<int> candidates,
   std::vector<int> out;
   if (node) {
     for (int g : candidates) {
-      if (out.size() < count && numa_of(g) == node) out.push_back(g);
+      if (out.size() < count && group_of(g) == node) out.push_back(g);
     }
   }
   for (int g : candidates) {
     if (out.size() >= count) break;
-    if (!node || numa_of(g) != node) out.push_back(g);
+    if (!node || group_of(g) != node) out.push_back(g);
   }
   return out;
 }
@@ -220,8 +228,7 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spe
       most = std::max(most, have);
       if (have < k) continue;
       if (best < 0 || have < req.free_count[static_cast<size_t>(best)] ||
-          (have == req.free_count[static_cast<size_t>(best)] &&
-           IndexOf(spec, g) < IndexOf(spec, best))) {
+          (have == req.free_count[static_cast<size_t>(best)] && Before(spec, g, best))) {
         best = g;
       }
     }
@@ -248,6 +255,13 @@ absl::StatusOr<std::vector<std::string>> PerContainerMps(const ResourceSpec& spe
   }
 
   if (k % n != 0) return internal::UnevenRequestError(spec, k);
+  if (k > n && spec.gpus.front().IsMig()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.name, ": a request for ", k,
+        " shares needs more than one MIG device; under MPS a container can use one MIG device "
+        "(each has its own MPS daemon), so at most ",
+        n, " shares"));
+  }
   const auto m = static_cast<size_t>(k / n);
   for (int g : req.must_gpus) {
     if (req.free_count[static_cast<size_t>(g)] != n) {
@@ -313,7 +327,7 @@ std::vector<std::string> Greedy(const ResourceSpec& spec, const Request& req, in
       }
       const auto ub = static_cast<size_t>(best);
       const bool better = packed ? used[ug] > used[ub] : used[ug] < used[ub];
-      if (better || (used[ug] == used[ub] && IndexOf(spec, g) < IndexOf(spec, best))) best = g;
+      if (better || (used[ug] == used[ub] && Before(spec, g, best))) best = g;
     }
     if (best < 0) break;  // unreachable: size <= total free was checked
     const auto ub = static_cast<size_t>(best);

@@ -1,26 +1,26 @@
 // BuildResources: which resources this node advertises, from the config and the
 // inventory.
 //
-// 1. `resources.gpus` names every GPU (default `*` -> gpu): the first pattern
-// that matches the GPU's
-//    product name wins; `*` is the only wildcard and the whole name must match
-//    (as upstream). GPUs that match no pattern are not advertised.
-// 2. Each `sharing.timeSlicing.resources[]` / `sharing.mps.resources[]` entry
-// whose `name` is one of
-//    those resources moves the GPUs its `devices` selects (all, the first N by
-//    index, or a list of indices / UUIDs; upstream ignores `devices`, we honour
-//    it: config::CheckAndNormalize, run by LoadConfig, has already cleared it on
-//    MPS entries without `rename`, as upstream, and dropped time-slicing entries
-//    for resources MPS also shares) into a shared resource named `rename`, else `<name>.shared`
-//    with renameByDefault, else `<name>`. The other GPUs stay under the unshared name. Entries for
-//    a resource this node does not have are skipped, so one config can serve different nodes.
-// 3. GPUs that end up under one name are merged; a name that would mean two
-// different things
-//    (modes, replicas, settings) is an error, as is a GPU claimed by two
-//    entries.
-// MIG is out of scope for now: MIG devices are never advertised whatever
-// `flags.migStrategy` says, and `devices` entries in "gpu:mig" form are
-// refused.
+// 0. flags.migStrategy picks the devices (MigStrategyDevices in mig.cc): full GPUs, MIG devices,
+//    or both.
+// 1. Each device gets its base name: a full GPU from `resources.gpus` (default `*` -> gpu), the
+//    first pattern that matches its product name; a MIG device from `resources.mig`, the first
+//    pattern that matches its profile ("1g.5gb"), or when that list is empty the strategy's
+//    default (single: gpu; mixed: mig-<profile>, none for profiles like 1c.3g.20gb). `*` is the
+//    only wildcard and the whole name must match (as upstream). Devices that match no pattern are
+//    not advertised.
+// 2. Each `sharing.timeSlicing.resources[]` / `sharing.mps.resources[]` entry whose `name` is one
+//    of those resources moves the devices its `devices` selects (all, the first N, or a list of
+//    GPU indices, "gpu:mig" MIG indices and UUIDs; upstream ignores `devices`, we honour it:
+//    config::CheckAndNormalize, run by LoadConfig, has already cleared it on MPS entries without
+//    `rename`, as upstream, and dropped time-slicing entries for resources MPS also shares) into a
+//    shared resource named `rename`, else `<name>.shared` with renameByDefault, else `<name>`. The
+//    other devices stay under the unshared name. Entries for a resource this node does not have
+//    are skipped, so one config can serve different nodes.
+// 3. Devices that end up under one name are merged; a name that would mean two different things
+//    (modes, replicas, settings; full GPUs and MIG devices; two MIG profiles) is an error, as is a
+//    device claimed by two entries, and MPS with uniform limits on MIG devices (upstream refuses
+//    MPS on MIG; we allow it only with per-container limits, one MPS daemon per MIG device).
 //
 // Pure; safe to call concurrently.
 #include <algorithm>
@@ -74,10 +74,6 @@ std::string FullName(std::string_view name) {
   return absl::StrCat(config::kResourcePrefix, ShortForm(name));
 }
 
-std::string Describe(const device::Gpu& gpu) {
-  return absl::StrCat("GPU ", gpu.index, " (", gpu.uuid, ")");
-}
-
 // Everything about a resource except its GPUs: two sources of GPUs may merge
 // under one name only if these agree.
 struct Kind {
@@ -103,9 +99,10 @@ struct Kind {
   }
 };
 
-// Where each GPU (by position in the inventory) ends up.
+// Where each device the MIG strategy advertises ends up.
 struct Placement {
-  // Its `resources.gpus` name, short form; empty: not advertised.
+  device::Gpu device;
+  // Its `resources.gpus` / `resources.mig` name, short form; empty: not advertised.
   std::string base;
   // Full name of the resource it is advertised under.
   std::string name;
@@ -114,12 +111,32 @@ struct Placement {
   std::string claimed_by;
 };
 
+bool IsDecimal(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Whether a `devices` list item names `device`: a GPU index ("0") names a full GPU, a MIG index
+// ("0:3") a MIG device, a UUID either.
+bool Names(std::string_view id, const device::Gpu& device) {
+  if (IsDecimal(id)) return !device.IsMig() && std::to_string(device.index) == id;
+  if (const size_t colon = id.find(':');
+      colon != std::string_view::npos && IsDecimal(id.substr(0, colon))) {
+    return device.IsMig() && device.IndexId() == id;
+  }
+  return device.uuid == id;
+}
+
 absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& devices,
                                                   const std::vector<size_t>& of_resource,
+                                                  const std::vector<Placement>& placements,
                                                   const device::Inventory& inventory,
                                                   const std::string& resource,
                                                   const std::string& where) {
   using K = config::DeviceSelector::Kind;
+  // Messages say "GPU" unless MIG devices are involved.
+  const bool mig = !of_resource.empty() && placements[of_resource.front()].device.IsMig();
+  const std::string one = mig ? "MIG device" : "GPU";
   switch (devices.kind) {
     case K::kAll:
       return of_resource;
@@ -130,7 +147,7 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
       }
       if (static_cast<size_t>(devices.count) > of_resource.size()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ".devices: asks for the first ",
-                                                       devices.count, " GPUs of ", resource,
+                                                       devices.count, " ", one, "s of ", resource,
                                                        ", but this node has ", of_resource.size()));
       }
       return std::vector<size_t>(of_resource.begin(), of_resource.begin() + devices.count);
@@ -138,24 +155,18 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
       break;
   }
   std::vector<size_t> out;
-  std::vector<std::string> missing, foreign, mig;
+  std::vector<std::string> missing, foreign, hidden;
   for (const std::string& id : devices.ids) {
-    const bool is_index = !id.empty() && std::all_of(id.begin(), id.end(),
-                                                     [](char c) { return c >= '0' && c <= '9'; });
-    if (!is_index && id.find(':') != std::string::npos) {
-      mig.push_back(id);
-      continue;
-    }
     std::optional<size_t> found;
-    for (size_t i = 0; i < inventory.gpus.size(); ++i) {
-      const auto& gpu = inventory.gpus[i];
-      if (is_index ? std::to_string(gpu.index) == id : gpu.uuid == id) {
-        found = i;
-        break;
-      }
+    for (size_t i = 0; i < placements.size() && !found; ++i) {
+      if (Names(id, placements[i].device)) found = i;
     }
     if (!found) {
-      missing.push_back(id);
+      const auto named = [&](const device::Gpu& d) { return Names(id, d); };
+      const bool exists =
+          std::any_of(inventory.gpus.begin(), inventory.gpus.end(), named) ||
+          std::any_of(inventory.mig_devices.begin(), inventory.mig_devices.end(), named);
+      (exists ? hidden : missing).push_back(id);
     } else if (std::find(of_resource.begin(), of_resource.end(), *found) == of_resource.end()) {
       foreign.push_back(id);
     } else if (std::find(out.begin(), out.end(), *found) == out.end()) {
@@ -163,20 +174,23 @@ absl::StatusOr<std::vector<size_t>> SelectDevices(const config::DeviceSelector& 
     }
   }
   if (!missing.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".devices: no GPU on this node has ",
-                     missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
-                     internal::QuoteAll(missing)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".devices: no ", inventory.mig_devices.empty() ? "GPU" : "GPU or MIG device",
+        " on this node has ", missing.size() == 1 ? "index or UUID " : "the indices or UUIDs ",
+        internal::QuoteAll(missing)));
+  }
+  if (!hidden.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".devices: ", internal::QuoteAll(hidden), hidden.size() == 1 ? " is" : " are",
+        " not advertised under this flags.migStrategy (none advertises full GPUs only; single "
+        "and mixed advertise a MIG-enabled GPU as its MIG devices, \"<gpu>:<mig>\")"));
   }
   if (!foreign.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),
-                     foreign.size() == 1 ? " is not a GPU of " : " are not GPUs of ", resource));
-  }
-  if (!mig.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ".devices: MIG devices (",
-                                                   internal::QuoteAll(mig),
-                                                   ") cannot be shared: MIG is not supported"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".devices: ", internal::QuoteAll(foreign),
+                                                   foreign.size() == 1
+                                                       ? absl::StrCat(" is not a ", one, " of ")
+                                                       : absl::StrCat(" are not ", one, "s of "),
+                                                   resource));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -198,7 +212,8 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
       return absl::InvalidArgumentError(
           absl::StrCat(where, ".replicas: must be at least 1; got ", entry.replicas));
     }
-    auto selected = SelectDevices(entry.devices, of_resource, inventory, FullName(base), where);
+    auto selected =
+        SelectDevices(entry.devices, of_resource, placements, inventory, FullName(base), where);
     if (!selected.ok()) return selected.status();
 
     std::string target = base;
@@ -214,7 +229,7 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
       Placement& p = placements[i];
       if (!p.claimed_by.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(p.claimed_by, " and ", where, " both share ",
-                                                       Describe(inventory.gpus[i])));
+                                                       internal::Describe(p.device)));
       }
       p.claimed_by = where;
       p.name = FullName(target);
@@ -224,23 +239,77 @@ absl::Status ApplySharing(const config::ReplicatedResources& sharing, Kind kind,
   return absl::OkStatus();
 }
 
+// Step 1: a device's `resources.gpus` / `resources.mig` name (short form); nullopt: not advertised.
+std::optional<std::string> BaseName(const config::Config& config, const device::Gpu& device) {
+  static const std::vector<config::ResourcePattern> kDefaultGpus = {{"*", "gpu"}};
+  if (!device.IsMig()) {
+    const auto& patterns = config.resources.gpus.empty() ? kDefaultGpus : config.resources.gpus;
+    for (const auto& p : patterns) {
+      if (WildcardMatch(p.pattern, device.name)) return ShortForm(p.name);
+    }
+    return std::nullopt;
+  }
+  const std::string& profile = device.mig->profile;
+  if (config.resources.mig.empty()) {
+    if (config.flags.mig_strategy == config::MigStrategy::kSingle) return "gpu";
+    return DefaultMixedMigResource(profile);
+  }
+  for (const auto& p : config.resources.mig) {
+    if (WildcardMatch(p.pattern, profile)) return ShortForm(p.name);
+  }
+  return std::nullopt;
+}
+
+// Step 3's MIG rules for one resource's devices (sorted): not both full GPUs and MIG devices, one
+// MIG profile, and MPS on MIG devices only with per-container limits.
+absl::Status CheckMigResource(const std::string& name, const Kind& kind,
+                              const std::vector<device::Gpu>& devices) {
+  const auto mig =
+      std::find_if(devices.begin(), devices.end(), [](const device::Gpu& d) { return d.IsMig(); });
+  if (mig == devices.end()) return absl::OkStatus();
+  const auto full =
+      std::find_if(devices.begin(), devices.end(), [](const device::Gpu& d) { return !d.IsMig(); });
+  if (full != devices.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resource ", name, " would hold both full GPUs (", internal::Describe(*full),
+                     ") and MIG devices (", internal::Describe(*mig),
+                     "); give them different names in resources.gpus and resources.mig"));
+  }
+  for (const device::Gpu& d : devices) {
+    if (d.mig->profile != mig->mig->profile) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resource ", name, " would hold MIG devices of two profiles, ", mig->mig->profile, " (",
+          internal::Describe(*mig), ") and ", d.mig->profile, " (", internal::Describe(d),
+          "); a MIG resource is one profile: narrow the resources.mig patterns"));
+    }
+  }
+  if (kind.mode == Mode::kMps && !kind.per_container_limits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kind.origin, ": resource ", name, " would share MIG devices (", internal::Describe(*mig),
+        ") with MPS and perContainerLimits: false; MPS with uniform limits is not supported on "
+        "MIG devices (as upstream). Set sharing.mps.perContainerLimits: true (one MPS daemon per "
+        "MIG device, limits per container), or share them with time-slicing"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
                                                          const device::Inventory& inventory) {
-  static const std::vector<config::ResourcePattern> kDefaultPatterns = {{"*", "gpu"}};
-  const auto& patterns = config.resources.gpus.empty() ? kDefaultPatterns : config.resources.gpus;
-
-  std::vector<Placement> placements(inventory.gpus.size());
-  for (size_t i = 0; i < inventory.gpus.size(); ++i) {
-    for (const auto& p : patterns) {
-      if (WildcardMatch(p.pattern, inventory.gpus[i].name)) {
-        placements[i].base = ShortForm(p.name);
-        placements[i].name = FullName(placements[i].base);
-        placements[i].kind.origin = "resources.gpus";
-        break;
-      }
+  auto devices = MigStrategyDevices(config.flags.mig_strategy, inventory);
+  if (!devices.ok()) return devices.status();
+  std::vector<Placement> placements;
+  placements.reserve(devices->size());
+  for (device::Gpu& device : *devices) {
+    Placement p;
+    if (auto base = BaseName(config, device)) {
+      p.base = std::move(*base);
+      p.name = FullName(p.base);
+      p.kind.origin = device.IsMig() ? "resources.mig" : "resources.gpus";
     }
+    p.device = std::move(device);
+    placements.push_back(std::move(p));
   }
 
   const config::Sharing& sharing = config.sharing;
@@ -272,8 +341,7 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
 
   // Merge by name; std::map keeps the result sorted by name.
   std::map<std::string, std::pair<Kind, std::vector<device::Gpu>>> by_name;
-  for (size_t i = 0; i < placements.size(); ++i) {
-    const Placement& p = placements[i];
+  for (const Placement& p : placements) {
     if (p.base.empty()) continue;
     auto [it, inserted] = by_name.try_emplace(p.name, p.kind, std::vector<device::Gpu>{});
     const Kind& have = it->second.first;
@@ -287,28 +355,28 @@ absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& c
       }
       return absl::InvalidArgumentError(absl::StrCat(
           "resource ", p.name, " would be both ", have.Summary(), " (", have.origin, ") and ",
-          p.kind.Summary(), " (", p.kind.origin, ", ", Describe(inventory.gpus[i]), ")", hint));
+          p.kind.Summary(), " (", p.kind.origin, ", ", internal::Describe(p.device), ")", hint));
     }
-    it->second.second.push_back(inventory.gpus[i]);
+    it->second.second.push_back(p.device);
   }
 
   std::vector<ResourceSpec> out;
   for (auto& [name, entry] : by_name) {
     auto& [kind, gpus] = entry;
-    std::stable_sort(gpus.begin(), gpus.end(),
-                     [](const device::Gpu& a, const device::Gpu& b) { return a.index < b.index; });
+    std::stable_sort(gpus.begin(), gpus.end(), internal::DeviceBefore);
+    if (auto s = CheckMigResource(name, kind, gpus); !s.ok()) return s;
     // Uniform MPS: every replica is one MPS client, and pre-Volta GPUs serve only 16 (validation
     // checked the 48 of newer ones without the inventory).
     if (kind.mode == Mode::kMps && !kind.per_container_limits &&
         kind.replicas > config::kMaxMpsClientsPreVolta) {
       for (const device::Gpu& gpu : gpus) {
         if (gpu.cc_major > 0 && gpu.cc_major < 7) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(kind.origin, ".replicas: ", kind.replicas, ": must be at most ",
-                           config::kMaxMpsClientsPreVolta, " with perContainerLimits: false on ",
-                           Describe(gpu), " (compute capability ", gpu.cc_major, ".", gpu.cc_minor,
-                           "): each replica is an MPS client, and MPS serves at most ",
-                           config::kMaxMpsClientsPreVolta, " per GPU before Volta"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              kind.origin, ".replicas: ", kind.replicas, ": must be at most ",
+              config::kMaxMpsClientsPreVolta, " with perContainerLimits: false on ",
+              internal::Describe(gpu), " (compute capability ", gpu.cc_major, ".", gpu.cc_minor,
+              "): each replica is an MPS client, and MPS serves at most ",
+              config::kMaxMpsClientsPreVolta, " per GPU before Volta"));
         }
       }
     }

@@ -4,6 +4,8 @@
 //
 // Pure functions; a Resolver is per call (see internal.h).
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,22 @@ std::string_view ModeName(Mode mode) {
   }
   return "unknown";
 }
+
+namespace internal {
+
+std::string Describe(const device::Gpu& device) {
+  return device.IsMig() ? absl::StrCat("MIG device ", device.IndexId(), " (", device.uuid, ")")
+                        : absl::StrCat("GPU ", device.index, " (", device.uuid, ")");
+}
+
+bool DeviceBefore(const device::Gpu& a, const device::Gpu& b) {
+  const auto key = [](const device::Gpu& d) {
+    return std::make_pair(d.index, d.mig ? static_cast<int64_t>(d.mig->mig_index) : int64_t{-1});
+  };
+  return key(a) < key(b);
+}
+
+}  // namespace internal
 
 std::string ResourceSpec::ShortName() const {
   std::string_view prefix = config::kResourcePrefix;

@@ -37,7 +37,8 @@ struct ResourceSpec {
   Mode mode = Mode::kExclusive;
   // Shares per GPU; 1 when exclusive.
   int replicas = 1;
-  // The GPUs behind this resource, by NVML index.
+  // The GPUs behind this resource, by NVML index; or its MIG devices (all of one profile), by
+  // parent index then MIG slot. Never both.
   std::vector<device::Gpu> gpus;
   // Resolved by BuildResources: the config value, or when omitted true under
   // uniform MPS and false under time-slicing and per-container MPS.
@@ -133,10 +134,35 @@ absl::StatusOr<Grant> GrantContainer(const ResourceSpec& spec,
                                      const std::vector<std::string>& device_ids,
                                      const GrantOptions& options = {});
 
+// The MPS control daemon that serves `device` of MPS resource `spec`, as the key of its directory
+// under the MPS root (<mpsRoot>/<key>/{pipe,log,.started}): the resource's full name for full
+// GPUs (one daemon per resource, as upstream), "<resource>/<MIG uuid>" for a MIG device (one
+// daemon per MIG device: an MPS daemon serves one MIG device).
+std::string MpsDaemonKey(const ResourceSpec& spec, const device::Gpu& device);
+
+// MIG strategies (flags.migStrategy; docs/mig.md), as upstream:
+//  none:   the full GPUs; MIG devices are ignored (a MIG-enabled GPU is advertised whole).
+//  single: with MIG off everywhere, the full GPUs; otherwise every MIG device, which needs MIG on
+//          on every GPU and all MIG devices alike (profile and NVML attributes).
+//  mixed:  the GPUs with MIG off, and every MIG device.
+// Under single and mixed, a GPU with MIG on but no MIG device is refused (as upstream). Errors are
+// FailedPrecondition "flags.migStrategy: <strategy> — ..." naming the GPUs and profiles. Devices
+// in inventory order (full GPUs, then MIG devices).
+absl::StatusOr<std::vector<device::Gpu>> MigStrategyDevices(config::MigStrategy strategy,
+                                                            const device::Inventory& inventory);
+// MigStrategyDevices' verdict alone.
+absl::Status CheckMigStrategy(config::MigStrategy strategy, const device::Inventory& inventory);
+// The resource name the mixed strategy gives a MIG profile when `resources.mig` is empty:
+// "mig-<profile>" with '+' as '.' ("1g.5gb+me" -> "mig-1g.5gb.me"); nullopt for profiles whose
+// compute-instance slices differ from their GPU-instance slices ("1c.3g.20gb"), which upstream
+// does not advertise.
+std::optional<std::string> DefaultMixedMigResource(std::string_view profile);
+
 // Builds every resource this node advertises from the config and the
-// inventory: unshared GPUs under their `resources.gpus` names, shared ones
-// under their (re)names. Only resources with at least one GPU are returned,
-// sorted by name. Errors for configs that cannot be applied to this inventory
+// inventory: the devices flags.migStrategy picks (MigStrategyDevices), unshared
+// ones under their `resources.gpus` / `resources.mig` names, shared ones under
+// their (re)names. MIG devices are device::Gpu values with `mig` set. Only resources with at least
+// one GPU are returned, sorted by name. Errors for configs that cannot be applied to this inventory
 // (e.g. `devices` naming a GPU that does not exist).
 absl::StatusOr<std::vector<ResourceSpec>> BuildResources(const config::Config& config,
                                                          const device::Inventory& inventory);

@@ -46,15 +46,17 @@ TEST(MigStrategyCheckTest, SingleAndMixedPassWhenMigIsOffEverywhere) {
   EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kMixed, TwoGpus(false)).ok());
 }
 
-TEST(MigStrategyCheckTest, SingleOrMixedWithMigEnabledFailsNamingTheGpusAndTheFix) {
+// A MIG-enabled GPU without MIG devices cannot be advertised under single or mixed (the strategy
+// rules themselves are tested in tests/sharing/mig_test.cc).
+TEST(MigStrategyCheckTest, SingleOrMixedWithMigEnabledButNoMigDevicesFailsNamingTheGpu) {
   for (auto strategy : {config::MigStrategy::kSingle, config::MigStrategy::kMixed}) {
     absl::Status status = CheckMigStrategySupported(strategy, TwoGpus(true));
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(status.message(),
               std::string("flags.migStrategy: ") + std::string(config::ToString(strategy)) +
-                  " — MIG is enabled on GPU 1 (GPU-b), and this plugin does not implement the "
-                  "single and mixed MIG strategies yet; set migStrategy: none to advertise the "
-                  "MIG-enabled GPUs as full GPUs, or disable MIG on them");
+                  " — MIG is enabled on GPU 1 (GPU-b) but it has no MIG devices; create MIG "
+                  "devices on it (e.g. with nvidia-smi mig or mig-parted), disable MIG on it, or "
+                  "use migStrategy: none");
   }
 }
 

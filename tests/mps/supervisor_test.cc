@@ -213,6 +213,33 @@ TEST_F(MpsSupervisorTest, ComputeModeOffRunsNoNvidiaSmi) {
   EXPECT_THAT(runner_.SmiCalls(), IsEmpty());
 }
 
+// MPS on MIG: one daemon per MIG device, named <resource>/MIG-<uuid> (sharing::MpsDaemonKey), its
+// directory under the resource's, CUDA_VISIBLE_DEVICES the MIG UUID, and no compute mode change
+// (it belongs to the whole GPU and MPS on MIG does not need it).
+TEST_F(MpsSupervisorTest, MigDeviceDaemonsAreScopedToTheirDeviceAndLeaveComputeModeAlone) {
+  options_.set_compute_mode = true;
+  std::vector<DaemonSpec> specs;
+  for (const char* uuid : {"MIG-aaaa", "MIG-bbbb"}) {
+    DaemonSpec spec;
+    spec.name = std::string("nvidia.com/mig-1g.5gb/") + uuid;
+    spec.gpus = {{uuid, 0, 4864ull << 20}};
+    spec.replicas = 10;
+    specs.push_back(spec);
+  }
+  auto s = Make(specs);
+  ASSERT_TRUE(s->StartAll().ok());
+  const auto launches = runner_.Launches();
+  ASSERT_EQ(launches.size(), 2u);
+  EXPECT_THAT(launches[1].spec.env,
+              AllOf(Contains("CUDA_MPS_PIPE_DIRECTORY=" + Pipe("nvidia.com/mig-1g.5gb/MIG-bbbb")),
+                    Contains("CUDA_VISIBLE_DEVICES=MIG-bbbb")));
+  EXPECT_THAT(runner_.SmiCalls(), IsEmpty());
+  EXPECT_TRUE(Exists(Started("nvidia.com/mig-1g.5gb/MIG-aaaa")));
+  EXPECT_TRUE(Exists(Ready()));
+  ASSERT_TRUE(s->StopAll().ok());
+  EXPECT_THAT(runner_.SmiCalls(), IsEmpty());
+}
+
 TEST_F(MpsSupervisorTest, MissingControlBinaryIsReported) {
   FakeRunner::Knobs knobs;
   knobs.control_binary_missing = true;
@@ -535,9 +562,10 @@ TEST_F(MpsSupervisorTest, InvalidSpecsStartNothing) {
   empty.name = "nvidia.com/x";
   empty.gpus.clear();
   std::vector<DaemonSpec> specs = {empty};
-  // Full names "<domain>/<name>" only, neither part hidden, and never the shm directory.
+  // Full names "<domain>/<name>" (or "<domain>/<name>/MIG-<uuid>") only, no part hidden, and never
+  // the shm directory.
   for (const char* name : {"gpu", "shm/gpu", "nvidia.com/gpu/pipe", "/gpu", "nvidia.com/", "../gpu",
-                           "nvidia.com/..", ".ready/gpu", ""}) {
+                           "nvidia.com/..", ".ready/gpu", "", "nvidia.com/gpu/MIG-a/b"}) {
     DaemonSpec bad = TwoGpuSpec();
     bad.name = name;
     specs.push_back(bad);
@@ -555,6 +583,7 @@ TEST_F(MpsSupervisorTest, InvalidSpecsStartNothing) {
                     HasSubstr("invalid MPS resource name \"nvidia.com/..\""),
                     HasSubstr("invalid MPS resource name \".ready/gpu\""),
                     HasSubstr("invalid MPS resource name \"\""),
+                    HasSubstr("invalid MPS resource name \"nvidia.com/gpu/MIG-a/b\""),
                     HasSubstr("\"nvidia.com/x\" has no GPUs")));
   EXPECT_THAT(std::string(status.message()),
               Not(HasSubstr("invalid MPS resource name \"nvidia.com/x\"")));

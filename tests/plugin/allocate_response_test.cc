@@ -75,7 +75,9 @@ ResponseOptions With(std::vector<DeviceListStrategy> strategies,
 
 Lines Build(const sharing::ResourceSpec& spec, const sharing::Grant& grant,
             const ResponseOptions& options) {
-  return ResponseFields(BuildContainerResponse(spec, grant, options));
+  auto response = BuildContainerResponse(spec, grant, options);
+  if (!response.ok()) return Lines{"error " + std::string(response.status().message())};
+  return ResponseFields(*response);
 }
 
 const sharing::ResourceSpec kExclusive = Spec(sharing::Mode::kExclusive);

@@ -285,15 +285,16 @@ TEST(BuildResources, DeviceCountLargerThanTheNode) {
             "nvidia.com/gpu, but this node has 8");
 }
 
-TEST(BuildResources, MigDevicesAreRefused) {
+// MIG IDs on a node without MIG name nothing (tests/sharing/mig_test.cc has MIG nodes).
+TEST(BuildResources, MigIndexOnANodeWithoutMigIsUnknown) {
   config::Config cfg;
   cfg.sharing.mps.resources = {Entry("gpu", 100, "x")};
   cfg.sharing.mps.resources[0].devices = List({"0:1"});
   auto specs = BuildResources(cfg, testing::A100Node());
   ASSERT_FALSE(specs.ok());
   EXPECT_EQ(specs.status().message(),
-            "sharing.mps.resources[0].devices: MIG devices (\"0:1\") cannot be "
-            "shared: MIG is not supported");
+            "sharing.mps.resources[0].devices: no GPU on this node has index or UUID "
+            "\"0:1\"");
 }
 
 TEST(BuildResources, PartialSharingUnderTheSameNameIsAnError) {
