@@ -1,18 +1,21 @@
 // MpsGates: for every MPS resource, waits for its control daemon to answer before the plugin
 // manager may register it, then tracks the daemon and marks the resource's devices unhealthy while
 // it is down (healthy again when it is back). A resource of MIG devices has one daemon per MIG
-// device (sharing::MpsDaemonKey): one gate each, and the resource is ready while all of them are.
+// device (sharing::MpsDaemonKey): it is served once any of them answers, and a daemon that is down
+// marks only its own MIG device's shares unhealthy (PluginManager::SetDevicesDown).
 //
 // Tracking: one MarkerWatcher (one thread, inotify) for all gates follows each daemon's
 // <mpsRoot>/<resource>/.started, which mps-control-daemon removes the moment its daemon dies and
 // creates again once the restarted daemon is configured: removal marks the devices unhealthy at
-// once, creation is probed at once and marks them healthy when the daemon answers. The periodic
-// probe (`probe_period`) stays as the backstop (e.g. for a daemon that hangs, or upstream's).
+// once, creation is probed at once (also while waiting for a new daemon) and marks them healthy
+// when the daemon answers. The periodic probe (`probe_period`) stays as the backstop (e.g. for a
+// daemon that hangs, or upstream's).
 //
-// Owns the watcher's thread and one thread per MPS daemon (its probes). Sync() adds gates for new
-// MPS resources and stops those of resources that are gone. Thread-safety: Sync and the destructor
-// from one thread (the daemon's main loop); gate threads call PluginManager::SetResourceReady,
-// which is thread-safe.
+// Threads: the watcher's, and one ("nvdp-mps-gates") that probes every daemon in turn, whatever
+// the number of daemons (a node with 8 GPUs of 7 MIG devices each has 56). Probes run one at a
+// time, each bounded by its timeout. Sync() adds gates for new MPS daemons and drops those of
+// daemons that are gone. Thread-safety: Sync and the destructor from one thread (the daemon's main
+// loop); the gate thread calls PluginManager, which is thread-safe.
 #pragma once
 
 #include <map>
@@ -24,7 +27,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "app/plugin_manager.h"
 #include "mps/marker_watcher.h"
@@ -50,18 +52,20 @@ class MpsGates {
             const std::optional<std::string>& mps_root);
 
  private:
-  struct Gate {
-    std::string key;       // mps root + daemon key: a changed root is a new gate
-    std::string resource;  // the resource the daemon serves
-    std::unique_ptr<mps::DaemonProbe> probe;
-    std::unique_ptr<mps::DaemonMonitor> monitor;
-    std::optional<int> watch;  // the .started watch, when the watcher could take it
-    absl::Notification stop;
-    std::thread thread;
+  struct Gate;
+  struct DaemonState {
+    bool up = false;
+    std::string device_uuid;  // the MIG device it serves; empty: the whole resource
   };
-  void RunGate(const std::string& daemon, Gate& gate);
-  // Records one daemon's state and tells the manager whether all of `resource`'s daemons are up.
+
+  void Run();
+  // Probes or steps one gate if it is due; returns when it is next due.
+  absl::Time Step(const std::string& daemon, Gate& gate);
+  void Wake();
+  // Records one daemon's state and tells the manager what it means for `resource`: served while
+  // any of its daemons is up, and which devices' daemons are down.
   void SetDaemonReady(const std::string& resource, const std::string& daemon, bool ready);
+  void ApplyLocked(const std::string& resource) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ready_mu_);
   // The marker watcher, created on first use; null when inotify is unavailable (probes only).
   mps::MarkerWatcher* Watcher();
 
@@ -69,10 +73,16 @@ class MpsGates {
   const MpsGateOptions options_;
   std::unique_ptr<mps::MarkerWatcher> watcher_;
   bool watcher_failed_ = false;
-  std::map<std::string, std::unique_ptr<Gate>> gates_;  // by daemon key
+
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Gate>> gates_ ABSL_GUARDED_BY(mu_);  // by daemon key
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // started with the first gate
+
   absl::Mutex ready_mu_;
-  // Resource -> daemon key -> up; written by gate threads and Sync.
-  std::map<std::string, std::map<std::string, bool>> ready_ ABSL_GUARDED_BY(ready_mu_);
+  // Resource -> daemon key -> state; written by the gate thread and Sync.
+  std::map<std::string, std::map<std::string, DaemonState>> ready_ ABSL_GUARDED_BY(ready_mu_);
 };
 
 }  // namespace nvdp::app

@@ -221,6 +221,17 @@ void PluginManager::SetResourceReady(const std::string& resource_name, bool read
   if (it->second.server) it->second.server->SetResourceAvailable(ready);
 }
 
+void PluginManager::SetDevicesDown(const std::string& resource_name,
+                                   std::set<std::string> device_uuids) {
+  absl::MutexLock lock(&mu_);
+  auto& known = devices_down_[resource_name];
+  known = std::move(device_uuids);
+  auto it = entries_.find(resource_name);
+  if (it != entries_.end() && it->second.server) {
+    it->second.server->SetDevicesUnavailable({known.begin(), known.end()});
+  }
+}
+
 std::vector<std::string> PluginManager::RegisteredResources() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> names;
@@ -233,6 +244,9 @@ std::vector<std::string> PluginManager::RegisteredResources() const {
 void PluginManager::ApplyHealth(Entry& entry) {
   entry.server->SetResourceAvailable(!entry.gated || entry.ready);
   for (const auto& uuid : unhealthy_gpus_) entry.server->SetGpuHealthy(uuid, false);
+  if (auto down = devices_down_.find(entry.spec.name); down != devices_down_.end()) {
+    entry.server->SetDevicesUnavailable({down->second.begin(), down->second.end()});
+  }
 }
 
 void PluginManager::RequestServe(const std::string& name, const char* why) {

@@ -79,6 +79,9 @@ class PluginManager {
   // For gated (MPS) resources: ready=true lets it be served (first time) or marks its devices
   // healthy again; false marks all its devices unhealthy.
   void SetResourceReady(const std::string& resource_name, bool ready);
+  // For resources with one MPS daemon per device (MIG devices): the devices whose daemon is down,
+  // marked unhealthy while the rest of the resource serves. Replaces the previous set.
+  void SetDevicesDown(const std::string& resource_name, std::set<std::string> device_uuids);
 
   // Names of the resources currently registered with kubelet (for logs and tests).
   std::vector<std::string> RegisteredResources() const;
@@ -122,6 +125,8 @@ class PluginManager {
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> readiness_ ABSL_GUARDED_BY(mu_);  // gate answers, by resource name
+  // Devices whose own MPS daemon is down, by resource name.
+  std::map<std::string, std::set<std::string>> devices_down_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool watching_ ABSL_GUARDED_BY(mu_) = false;  // the directory watcher runs
 

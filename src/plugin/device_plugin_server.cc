@@ -595,9 +595,19 @@ void DevicePluginServer::SetGpuHealthy(const std::string& gpu_uuid, bool healthy
 }
 
 bool DevicePluginServer::UnhealthyLocked(const std::string& device_uuid) const {
-  if (unhealthy_gpus_.contains(device_uuid)) return true;
+  if (unhealthy_gpus_.contains(device_uuid) || unavailable_devices_.contains(device_uuid)) {
+    return true;
+  }
   auto parent = parent_uuid_.find(device_uuid);
   return parent != parent_uuid_.end() && unhealthy_gpus_.contains(parent->second);
+}
+
+void DevicePluginServer::SetDevicesUnavailable(absl::flat_hash_set<std::string> device_uuids) {
+  absl::MutexLock lock(&mu_);
+  if (unavailable_devices_ == device_uuids) return;
+  unavailable_devices_ = std::move(device_uuids);
+  ReshapeLocked();
+  NotifyWatchers();
 }
 
 void DevicePluginServer::SetResourceAvailable(bool available) {

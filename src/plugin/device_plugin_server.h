@@ -107,6 +107,10 @@ class DevicePluginServer {
   // daemon is down). A device is healthy only if all of these allow it. Changes are streamed.
   void SetGpuHealthy(const std::string& gpu_uuid, bool healthy);
   void SetResourceAvailable(bool available);
+  // The devices (GPU or MIG UUIDs) whose own MPS control daemon is down (MIG devices under flexible
+  // MPS, one daemon each): their IDs are unhealthy, the rest of the resource is not. Replaces the
+  // previous set.
+  void SetDevicesUnavailable(absl::flat_hash_set<std::string> device_uuids);
 
   // Recomputes capacity shaping from the ledger and re-sends the list if it changed. Called by the
   // ledger on every change; a no-op without a ledger.
@@ -168,6 +172,7 @@ class DevicePluginServer {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> unhealthy_gpus_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> unavailable_devices_ ABSL_GUARDED_BY(mu_);
   bool resource_available_ ABSL_GUARDED_BY(mu_) = true;
   // Per device (devices_ order): 0 when capacity shaping hides it.
   std::vector<char> shown_ ABSL_GUARDED_BY(mu_);
