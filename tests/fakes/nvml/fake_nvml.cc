@@ -1505,6 +1505,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
   return Guard(__func__, [&] {
     State& s = S();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
+    bool logged = false;
     for (;;) {
       if (state_gone) return NVML_ERROR_UNINITIALIZED;  // woke during exit
       std::shared_ptr<EventsWatch> watch;
@@ -1528,6 +1529,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
         }
         watch = set->watch;
         has_events_file = !set->events_path.empty();
+        if (!logged) Log("nvmlEventSetWait_v2 blocks");
+        logged = true;
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return NVML_ERROR_TIMEOUT;
