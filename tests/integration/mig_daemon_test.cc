@@ -136,7 +136,16 @@ class MigDaemonTest : public ::testing::Test {
   // Starts the kubelet and the plugin on `node` (a shipped name or a path) with its driver root.
   void Start(const std::string& node, const std::vector<std::string>& args) {
     h_.StartKubelet();
-    h_.StartDaemon(node, args, {"NVDP_DRIVER_ROOT=" + driver_root_});
+    h_.StartDaemon(node, args, {"NVDP_DRIVER_ROOT=" + driver_root_, "FAKE_NVML_LOG=" + NvmlLog()});
+  }
+  // The fake NVML's call log (FAKE_NVML_LOG) of the plugin started by Start.
+  std::string NvmlLog() const { return h_.tmp() + "/nvml.log"; }
+  // How many event sets the plugin has created so far (one per health monitor started).
+  int EventSetsCreated() const {
+    std::ifstream in(NvmlLog());
+    int count = 0;
+    for (std::string line; std::getline(in, line);) count += line == "nvmlEventSetCreate";
+    return count;
   }
   // Start under mixed on the A100 mixed node, waiting until every expected resource is served
   // with all its devices healthy.
@@ -357,6 +366,13 @@ TEST_F(MigDaemonTest, SighupPicksUpANewMigLayout) {
   EXPECT_EQ(h_.kubelet().Registrations("nvidia.com/mig-3g.20gb"), 1);  // unchanged: kept
   EXPECT_EQ(h_.kubelet().Registrations(k1g5gb), 2);                    // changed: served again
   EXPECT_EQ(h_.kubelet().Registrations(kGpu), 2);
+
+  // Health follows the new layout: once the new monitor watches, an Xid on the new MIG device's
+  // GI/CI marks it.
+  ASSERT_TRUE(WaitUntil([&] { return EventSetsCreated() == 2; }));
+  const MigDev& big = node_.at(4).migs.at(0);
+  h_.InjectEvent(absl::StrCat("xid ", node_.at(4).uuid, " 79 ", big.gi, " ", big.ci));
+  EXPECT_TRUE(WaitForUnhealthy("nvidia.com/mig-7g.40gb", {big.uuid}));
 }
 
 TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
