@@ -184,6 +184,8 @@ class MigDaemonTest : public ::testing::Test {
     EXPECT_THAT(h_.DaemonLog(), HasSubstr(message));
   }
 
+  std::map<std::string, std::vector<std::string>> StartAndChangeTheLayout();
+
   DaemonHarness h_;
   std::vector<Gpu> node_ = ReadNode(NodeFile(kMixedNode));
   std::string driver_root_ = DriverRoot(kMixedNode);
@@ -333,13 +335,14 @@ void ReplaceNodeFile(const std::string& path, const nlohmann::json& json) {
   std::filesystem::rename(path + ".new", path);
 }
 
-TEST_F(MigDaemonTest, SighupPicksUpANewMigLayout) {
+// Starts mixed on a copy of the A100 MIG node, then rewrites it: GPU 3 (the only 1g.5gb+me) turns
+// MIG off, GPU 4's seven 1g.5gb become one 7g.40gb. Returns the resources expected after.
+std::map<std::string, std::vector<std::string>> MigDaemonTest::StartAndChangeTheLayout() {
   const std::string node_file = h_.tmp() + "/node.json";
   std::filesystem::copy_file(NodeFile(kMixedNode), node_file);
   StartMixed({}, node_file);
   const auto before = MixedResources(node_);
 
-  // GPU 3 (the only 1g.5gb+me) turns MIG off; GPU 4's seven 1g.5gb become one 7g.40gb.
   std::ifstream in(node_file);
   auto json = nlohmann::json::parse(in);
   auto& gpus = json.at("gpus");
@@ -352,11 +355,16 @@ TEST_F(MigDaemonTest, SighupPicksUpANewMigLayout) {
                               {"gi", 0}}});
   ReplaceNodeFile(node_file, json);
   node_ = ReadNode(node_file);
-  const auto after = MixedResources(node_);
-  ASSERT_TRUE(after.contains("nvidia.com/mig-7g.40gb"));
-  ASSERT_FALSE(after.contains("nvidia.com/mig-1g.5gb.me"));
-  ASSERT_EQ(after.at("nvidia.com/mig-3g.20gb"), before.at("nvidia.com/mig-3g.20gb"));
+  auto after = MixedResources(node_);
+  EXPECT_TRUE(after.contains("nvidia.com/mig-7g.40gb"));
+  EXPECT_FALSE(after.contains("nvidia.com/mig-1g.5gb.me"));
+  EXPECT_EQ(after.at("nvidia.com/mig-3g.20gb"), before.at("nvidia.com/mig-3g.20gb"));
+  return after;
+}
 
+TEST_F(MigDaemonTest, SighupPicksUpANewMigLayout) {
+  const auto after = StartAndChangeTheLayout();
+  ASSERT_FALSE(HasFailure());
   h_.Signal(SIGHUP);
   WaitForResources(after);
   EXPECT_TRUE(WaitUntil(
@@ -373,6 +381,21 @@ TEST_F(MigDaemonTest, SighupPicksUpANewMigLayout) {
   const MigDev& big = node_.at(4).migs.at(0);
   h_.InjectEvent(absl::StrCat("xid ", node_.at(4).uuid, " 79 ", big.gi, " ", big.ci));
   EXPECT_TRUE(WaitForUnhealthy("nvidia.com/mig-7g.40gb", {big.uuid}));
+}
+
+// A kubelet restart reads the devices again too: every resource of the new layout registers
+// with the new kubelet, the vanished one does not.
+TEST_F(MigDaemonTest, KubeletRestartPicksUpANewMigLayout) {
+  const auto after = StartAndChangeTheLayout();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(h_.kubelet().Restart().ok());
+  for (const auto& [name, ids] : after) {
+    const int expected = name == "nvidia.com/mig-7g.40gb" ? 1 : 2;
+    EXPECT_TRUE(h_.kubelet().WaitForRegistrations(name, expected, kWait)) << name;
+  }
+  WaitForResources(after);
+  EXPECT_EQ(h_.kubelet().Registrations("nvidia.com/mig-1g.5gb.me"), 1);
+  EXPECT_FALSE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-mig-1g.5gb.me.sock"));
 }
 
 TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
