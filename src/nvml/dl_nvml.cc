@@ -2,14 +2,18 @@
 // dl_nvml.h).
 //
 // Thread-safety: NVML itself is thread-safe, so the query methods call straight
-// through. The event set is guarded by `events_mu_`, which WaitForEvent holds
-// while it blocks in nvmlEventSetWait_v2, so a concurrent WatchEvents (or the
-// destructor) never frees a set another thread is waiting on.
+// through. The event set is guarded by `events_mu_`, which WaitForEvent does not
+// hold while it blocks in nvmlEventSetWait_v2: it counts itself as a waiter on the
+// set instead. A WatchEvents meanwhile replaces the set without waiting and leaves
+// the old one to its last waiter to free, so no set is freed under a waiter and a
+// health monitor replaced on reload does not hold up the daemon for a wait period.
+// The destructor waits for the waiters.
 #include "nvml/dl_nvml.h"
 
 #include <dlfcn.h>
 
 #include <cstring>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -236,6 +240,8 @@ class DlNvml final : public Nvml {
     {
       absl::MutexLock lock(&events_mu_);
       FreeEventSetLocked();
+      events_mu_.Await(absl::Condition(
+          +[](std::map<nvmlEventSet_t, int>* waiters) { return waiters->empty(); }, &waiters_));
     }
     dlclose(handle_);
   }
@@ -365,14 +371,27 @@ class DlNvml final : public Nvml {
   }
 
   absl::StatusOr<std::optional<Event>> WaitForEvent(std::chrono::milliseconds timeout) override {
-    absl::MutexLock lock(&events_mu_);
-    if (event_set_ == nullptr) {
-      return absl::FailedPreconditionError("WaitForEvent: no event set (call WatchEvents first)");
+    nvmlEventSet_t set = nullptr;
+    {
+      absl::MutexLock lock(&events_mu_);
+      if (event_set_ == nullptr) {
+        return absl::FailedPreconditionError("WaitForEvent: no event set (call WatchEvents first)");
+      }
+      set = event_set_;
+      ++waiters_[set];
     }
     const auto ms = timeout.count() < 0 ? 0 : timeout.count();
     const unsigned timeout_ms = ms > 0xFFFFFFFFLL ? 0xFFFFFFFFu : static_cast<unsigned>(ms);
     nvmlEventData_t data{};
-    nvmlReturn_t ret = api_.nvmlEventSetWait_v2(event_set_, &data, timeout_ms);
+    nvmlReturn_t ret = api_.nvmlEventSetWait_v2(set, &data, timeout_ms);
+    {
+      absl::MutexLock lock(&events_mu_);
+      if (--waiters_[set] == 0) {
+        waiters_.erase(set);
+        // Replaced while we waited: ours to free.
+        if (set != event_set_) FreeSet(set);
+      }
+    }
     if (ret == NVML_ERROR_TIMEOUT) return std::optional<Event>();
     if (auto s = Check(ret, "nvmlEventSetWait_v2"); !s.ok()) return s;
 
@@ -633,14 +652,19 @@ class DlNvml final : public Nvml {
     return Check(ret, "nvmlDeviceRegisterEvents", uuid);
   }
 
+  // Drops the current set: freed now, or by its last waiter (WaitForEvent).
   void FreeEventSetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(events_mu_) {
     if (event_set_ == nullptr) return;
-    nvmlReturn_t ret = api_.nvmlEventSetFree(event_set_);
+    if (!waiters_.contains(event_set_)) FreeSet(event_set_);
+    event_set_ = nullptr;
+  }
+
+  void FreeSet(nvmlEventSet_t set) {
+    nvmlReturn_t ret = api_.nvmlEventSetFree(set);
     // UNINITIALIZED: NVML was shut down first and the set went with it.
     if (ret != NVML_SUCCESS && ret != NVML_ERROR_UNINITIALIZED) {
       spdlog::warn("{}", std::string(Check(ret, "nvmlEventSetFree").message()));
     }
-    event_set_ = nullptr;
   }
 
   void* const handle_;
@@ -648,6 +672,8 @@ class DlNvml final : public Nvml {
 
   absl::Mutex events_mu_;
   nvmlEventSet_t event_set_ ABSL_GUARDED_BY(events_mu_) = nullptr;
+  // Threads in nvmlEventSetWait_v2, per set (the current one, or one replaced meanwhile).
+  std::map<nvmlEventSet_t, int> waiters_ ABSL_GUARDED_BY(events_mu_);
 };
 
 std::vector<std::string> NvmlLibraryCandidates(const std::string& driver_root) {

@@ -17,8 +17,9 @@
 // frees the set and is returned, so nothing is watched.
 //
 // Thread-safety: all methods may be called concurrently (NVML is thread-safe);
-// the event set is guarded internally. WaitForEvent holds that guard while it
-// blocks, so a concurrent WatchEvents (or the destructor) waits for it to
+// the event set is guarded internally. A WatchEvents while another thread blocks
+// in WaitForEvent does not wait for it: the new set is used by later waits, and the
+// old one is freed when its wait returns. The destructor waits for blocked waits to
 // return; keep wait timeouts short (upstream uses 5 s).
 #pragma once
 

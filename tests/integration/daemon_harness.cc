@@ -129,7 +129,8 @@ std::optional<int> DaemonHarness::FakeMpsControlPid(const std::string& resource)
   return pid;
 }
 
-void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args) {
+void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args, const std::string& node,
+                                   const std::vector<std::string>& env) {
   mps::CommandSpec spec;
   spec.program = BinDir() + "/mps-control-daemon";
   spec.args = {"--nvml-library=" + FakeNvmlLibrary(), "--config-file=" + config_path(),
@@ -137,7 +138,8 @@ void DaemonHarness::StartMpsDaemon(const std::vector<std::string>& args) {
                "--set-compute-mode=false"};
   spec.args.insert(spec.args.end(), args.begin(), args.end());
   spec.env = mps::InheritedEnvironment();
-  spec.env.push_back("FAKE_NVML_NODE=" + NodeFile("a100-sxm4-40gb-x8.json"));
+  spec.env.push_back("FAKE_NVML_NODE=" + NodeFile(node));
+  spec.env.insert(spec.env.end(), env.begin(), env.end());
   auto child = mps::RealProcessRunner().Spawn(LoggedTo(spec, tmp_ + "/mpsd.log"));
   ASSERT_TRUE(child.ok()) << child.status();
   mps_daemon_ = std::move(*child);

@@ -25,7 +25,11 @@ inline constexpr milliseconds kWait{20000};  // upper bound for awaited events, 
 using testutil::BinDir;
 using testutil::FakeNvmlLibrary;
 using testutil::SourceDir;
-inline std::string NodeFile(const std::string& name) { return testutil::FakeNvmlNode(name); }
+// A shipped node description by name, or `name` itself when it is an absolute path (a node file
+// a test wrote).
+inline std::string NodeFile(const std::string& name) {
+  return name.starts_with('/') ? name : testutil::FakeNvmlNode(name);
+}
 
 struct NodeGpu {
   std::string uuid;
@@ -75,8 +79,11 @@ class DaemonHarness {
   // exited cleanly). It may be stale after the daemon was killed.
   std::optional<int> FakeMpsControlPid(const std::string& resource) const;
   // Starts mps-control-daemon (the real binary) on the same config, driving the fake
-  // nvidia-cuda-mps-control, without touching compute modes.
-  void StartMpsDaemon(const std::vector<std::string>& args = {});
+  // nvidia-cuda-mps-control, without touching compute modes; on `node` (as for StartDaemon), with
+  // `env` ("K=V") added.
+  void StartMpsDaemon(const std::vector<std::string>& args = {},
+                      const std::string& node = "a100-sxm4-40gb-x8.json",
+                      const std::vector<std::string>& env = {});
   void StopMpsDaemon();
   void Signal(int sig);
   // The daemon's log so far (its stderr goes to a file).

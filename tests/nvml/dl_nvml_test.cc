@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -484,6 +485,38 @@ TEST_F(DlNvmlEventsTest, QueriesRunWhileAnotherThreadWaits) {
   Append(events_, "xid " + A100Uuid(1) + " 79");
   waiter.join();
   EXPECT_TRUE(done);
+}
+
+// A health monitor replaced on reload (a new MIG layout) watches anew while the old monitor's
+// thread is still blocked in its wait: WatchEvents does not wait for that wait to end (it used to,
+// holding up the daemon's reload and its signals for a whole wait period).
+TEST_F(DlNvmlEventsTest, WatchEventsDoesNotWaitForAWaitOnTheSetItReplaces) {
+  const std::string log = dir_.path() + "/nvml.log";
+  ScopedFakeNvmlEnv::Set("FAKE_NVML_LOG", log);
+  ASSERT_TRUE(nvml_->WatchEvents({A100Uuid(0)}, kHealthEvents).ok());
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    auto event = nvml_->WaitForEvent(std::chrono::seconds(20));
+    EXPECT_TRUE(event.ok() && event->has_value()) << "the wait ran into its timeout";
+    done = true;
+  });
+  // Until the waiter blocks in NVML (polled: the fake offers nothing to wait on).
+  const auto blocked = [&] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {}).find("nvmlEventSetWait_v2 blocks") !=
+           std::string::npos;
+  };
+  for (int i = 0; i < 2000 && !blocked(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(blocked());
+  EXPECT_TRUE(nvml_->WatchEvents({A100Uuid(1)}, kHealthEvents).ok());
+  EXPECT_FALSE(done);
+  // Wakes the waiter on the replaced set (GPU 0); the new set (GPU 1) gets its own.
+  Append(events_, "xid " + A100Uuid(0) + " 79");
+  Append(events_, "xid " + A100Uuid(1) + " 79");
+  waiter.join();
+  ScopedFakeNvmlEnv::Unset("FAKE_NVML_LOG");
 }
 
 }  // namespace

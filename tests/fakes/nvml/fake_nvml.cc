@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -243,6 +244,9 @@ struct State {
   std::map<nvmlEventSet_st*, std::unique_ptr<nvmlEventSet_st>> sets;
   // $FAKE_NVML_FAIL, parsed at init: "<symbol>" or "<symbol>@<index>" -> code.
   std::map<std::string, nvmlReturn_t> failures;
+  // The node file as last loaded (inode, size, mtime): nvmlDeviceGetCount_v2 loads it again when
+  // it changed, as real NVML shows MIG layout changes without a re-init.
+  std::optional<std::tuple<ino_t, off_t, long long>> node_stamp;
 
   ~State();
 };
@@ -577,6 +581,15 @@ void AddMigDevices(State& s, nvmlDevice_st& gpu, const std::vector<MigSpec>& spe
   }
 }
 
+// The identity of the node file now; nullopt when it cannot be stat'ed.
+std::optional<std::tuple<ino_t, off_t, long long>> NodeStamp(const char* path) {
+  struct stat st;
+  if (path == nullptr || ::stat(path, &st) != 0) return std::nullopt;
+  return std::make_tuple(
+      st.st_ino, st.st_size,
+      static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec);
+}
+
 // Loads the node description into the state. Returns SUCCESS or the code
 // nvmlInit_v2 reports.
 nvmlReturn_t LoadNode(State& s) {
@@ -662,6 +675,7 @@ nvmlReturn_t LoadNode(State& s) {
     s.gpu_instances.clear();
     s.compute_instances.clear();
     for (nvmlDevice_st* gpu : s.devices) AddMigDevices(s, *gpu, mig_specs[gpu->uuid]);
+    s.node_stamp = NodeStamp(path);
     return NVML_SUCCESS;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fake-nvml: nvmlInit_v2: invalid node description %s: %s\n", path,
@@ -919,6 +933,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlShutdown(void) {
       s.gpu_instances.clear();
       s.compute_instances.clear();
       s.failures.clear();
+      s.node_stamp.reset();
     }
     Log("nvmlShutdown");
     return NVML_SUCCESS;
@@ -974,6 +989,11 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* count) {
     std::lock_guard lock(s.mu);
     if (auto r = Enter(s, "nvmlDeviceGetCount_v2"); r != NVML_SUCCESS) return r;
     if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+    // A rewritten node file (e.g. a new MIG layout) is read again. LoadNode validates it all
+    // before changing the state: an invalid one leaves the node as it was (reason on stderr).
+    if (NodeStamp(std::getenv("FAKE_NVML_NODE")) != s.node_stamp && LoadNode(s) == NVML_SUCCESS) {
+      Log("nvmlDeviceGetCount_v2: node reloaded");
+    }
     *count = static_cast<unsigned>(s.devices.size());
     return NVML_SUCCESS;
   });
@@ -1485,6 +1505,7 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
   return Guard(__func__, [&] {
     State& s = S();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
+    bool logged = false;
     for (;;) {
       if (state_gone) return NVML_ERROR_UNINITIALIZED;  // woke during exit
       std::shared_ptr<EventsWatch> watch;
@@ -1508,6 +1529,8 @@ FAKE_NVML_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventD
         }
         watch = set->watch;
         has_events_file = !set->events_path.empty();
+        if (!logged) Log("nvmlEventSetWait_v2 blocks");
+        logged = true;
       }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return NVML_ERROR_TIMEOUT;
