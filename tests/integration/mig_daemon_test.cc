@@ -147,6 +147,7 @@ class MigDaemonTest : public ::testing::Test {
     for (std::string line; std::getline(in, line);) count += line == "nvmlEventSetCreate";
     return count;
   }
+  std::vector<std::string> StartFlexibleMpsOn1g5gb();
   // Start under mixed on the A100 mixed node, waiting until every expected resource is served
   // with all its devices healthy.
   void StartMixed(std::vector<std::string> args = {}, const std::string& node = kMixedNode) {
@@ -398,7 +399,9 @@ TEST_F(MigDaemonTest, KubeletRestartPicksUpANewMigLayout) {
   EXPECT_FALSE(std::filesystem::exists(h_.plugin_dir() + "/nvidia-mig-1g.5gb.me.sock"));
 }
 
-TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
+// Flexible MPS on mig-1g.5gb at 10 replicas, through mps-control-daemon; returns once kubelet
+// sees every share Healthy. The MIG devices of the resource, from the node file.
+std::vector<std::string> MigDaemonTest::StartFlexibleMpsOn1g5gb() {
   h_.WriteConfig(
       absl::StrCat("version: v1\nflags:\n  migStrategy: mixed\n  mpsRoot: ", h_.mps_root(),
                    "\nsharing:\n  mps:\n    perContainerLimits: true\n    resources:\n"
@@ -406,10 +409,16 @@ TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
   h_.StartKubelet();
   h_.StartMpsDaemon({}, kMixedNode, {"NVDP_DRIVER_ROOT=" + driver_root_});
   h_.StartDaemon(kMixedNode, {}, {"NVDP_DRIVER_ROOT=" + driver_root_});
-  const auto devices = MixedResources(node_).at(k1g5gb);
-  ASSERT_TRUE(h_.kubelet().WaitForRegistrations(k1g5gb, 1, kWait));
-  ASSERT_TRUE(h_.kubelet().WaitForDevices(
+  auto devices = MixedResources(node_).at(k1g5gb);
+  EXPECT_TRUE(h_.kubelet().WaitForRegistrations(k1g5gb, 1, kWait));
+  EXPECT_TRUE(h_.kubelet().WaitForDevices(
       k1g5gb, [&](const auto& d) { return CountHealthy(d) == 10 * devices.size(); }, kWait));
+  return devices;
+}
+
+TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
+  const auto devices = StartFlexibleMpsOn1g5gb();
+  ASSERT_FALSE(HasFailure());
 
   const std::string root = h_.mps_root() + "/" + k1g5gb;
   for (const auto& uuid : devices) {
@@ -431,6 +440,28 @@ TEST_F(MigDaemonTest, FlexibleMpsRunsOneControlDaemonPerMigDevice) {
                 "env NVIDIA_VISIBLE_DEVICES=" + uuid,
                 "mount " + root + "/" + uuid + "/pipe -> " + pipe + " rw",
                 "mount " + h_.mps_root() + "/shm -> /dev/shm rw"}));
+}
+
+TEST_F(MigDaemonTest, AMigDevicesDaemonDownMarksOnlyItsShares) {
+  const auto devices = StartFlexibleMpsOn1g5gb();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_GE(devices.size(), 2u);
+  const std::string& victim = devices.front();
+  const auto pid = h_.FakeMpsControlPid(absl::StrCat(k1g5gb, "/", victim));
+  ASSERT_TRUE(pid.has_value());
+  ASSERT_EQ(::kill(*pid, SIGKILL), 0);
+  // Exactly the victim's 10 shares go Unhealthy; the other MIG devices keep serving.
+  auto only_victim_down = [&](const std::vector<DeviceState>& d) {
+    for (const auto& device : d) {
+      if (device.healthy == device.id.starts_with(victim + "::")) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(h_.kubelet().WaitForDevices(k1g5gb, only_victim_down, kWait));
+  // mps-control-daemon restarts it; its shares come back.
+  EXPECT_TRUE(h_.kubelet().WaitForDevices(
+      k1g5gb, [&](const auto& d) { return CountHealthy(d) == 10 * devices.size(); }, kWait));
+  EXPECT_EQ(h_.kubelet().Registrations(k1g5gb), 1);
 }
 
 TEST_F(MigDaemonTest, UniformMpsOnMigDevicesIsRefused) {
