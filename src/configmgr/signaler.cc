@@ -1,14 +1,13 @@
 #include "configmgr/signaler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
@@ -20,10 +19,25 @@ namespace {
 
 constexpr size_t kCommLen = 15;  // TASK_COMM_LEN - 1
 
+// False when the file cannot be read to its end. Plain read(2): a process that exits while it is
+// read makes its /proc files fail with ESRCH, which std::filebuf reports by throwing from
+// underflow() whatever the stream's exception mask.
 bool ReadFile(const std::filesystem::path& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  out.assign(std::istreambuf_iterator<char>(in), {});
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  out.clear();
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return false;
+    }
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
   return true;
 }
 

@@ -212,6 +212,18 @@ TEST(FindProcessesTest, MatchesCommAndLongNamesByArgv0) {
   EXPECT_THAT(*pids, ElementsAre());
 }
 
+// A process that exits while it is scanned leaves /proc files that open but fail to read (ESRCH);
+// a `comm` that is a directory fails the same way (EISDIR). Such an entry is skipped, never fatal.
+TEST(FindProcessesTest, AnEntryThatFailsToReadIsSkipped) {
+  TempDir tmp;
+  const std::string root = tmp.path();
+  std::filesystem::create_directories(root + "/20/comm");
+  AddProcess(root, 21, "sleepy", "/bin/sleepy");
+  auto pids = FindProcesses(root, "sleepy", 0);
+  ASSERT_TRUE(pids.ok()) << pids.status();
+  EXPECT_THAT(*pids, ElementsAre(21));
+}
+
 TEST(FindProcessesTest, AnUnreadableRootIsAnError) {
   EXPECT_FALSE(FindProcesses("/nonexistent/proc", "x", 0).ok());
 }
