@@ -11,16 +11,17 @@ Ledger::Ledger(sharing::ResourceSpec spec)
     : spec_(std::move(spec)),
       slots_per_gpu_(spec_.mode == sharing::Mode::kExclusive ? 1 : spec_.replicas),
       devices_(sharing::AdvertisedDevices(spec_)) {
-  for (size_t i = 0; i < devices_.size(); ++i) slot_of_id_.emplace(devices_[i].id, i);
   owner_.assign(devices_.size(), -1);
 }
 
 std::vector<int> Ledger::Resolve(const std::vector<std::string>& ids) const {
+  // GetPreferredAllocation passes every ID kubelet offers (8,000 at 8 GPUs x 1,000 shares): parsed
+  // in place, never hashed or compared whole.
+  sharing::AdvertisedIndex index(spec_);
   std::vector<int> slots;
   slots.reserve(ids.size());
   for (const auto& id : ids) {
-    auto it = slot_of_id_.find(id);
-    if (it != slot_of_id_.end()) slots.push_back(it->second);
+    if (auto slot = index.Find(id)) slots.push_back(static_cast<int>(*slot));
   }
   return slots;
 }

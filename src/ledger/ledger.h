@@ -106,7 +106,6 @@ class Ledger {
   const sharing::ResourceSpec spec_;
   const int slots_per_gpu_;
   const std::vector<sharing::AdvertisedDevice> devices_;  // slot order
-  std::map<std::string, int, std::less<>> slot_of_id_;
 
   mutable absl::Mutex mu_;
   std::vector<int> owner_ ABSL_GUARDED_BY(mu_);  // per slot: holder id, -1 when free

@@ -138,11 +138,10 @@ class DevicePluginServer {
 
   // Asks gRPC for the next call of every method (one outstanding request each).
   void RequestCalls();
-  // The RPC handlers (on the server's thread).
-  grpc::Status GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& request,
+  // The RPC handlers (on the server's thread); they consume the request's ID lists.
+  grpc::Status GetPreferredAllocation(v1beta1::PreferredAllocationRequest& request,
                                       v1beta1::PreferredAllocationResponse* response);
-  grpc::Status Allocate(const v1beta1::AllocateRequest& request,
-                        v1beta1::AllocateResponse* response);
+  grpc::Status Allocate(v1beta1::AllocateRequest& request, v1beta1::AllocateResponse* response);
   // Adds the stream and pushes the current list; an error (the stream is not added) when
   // kMaxStreams are open or the server is stopping.
   grpc::Status AddWatcher(WatchCall* watcher);

@@ -207,4 +207,22 @@ uint64_t ShareMiB(uint64_t total_bytes, int64_t k, int64_t n) {
 }
 
 }  // namespace internal
+struct AdvertisedIndex::State {
+  explicit State(const ResourceSpec& spec) : resolver(spec), slots(internal::SlotsPerGpu(spec)) {}
+  internal::Resolver resolver;
+  const int slots;
+};
+
+AdvertisedIndex::AdvertisedIndex(const ResourceSpec& spec)
+    : state_(std::make_unique<State>(spec)) {}
+
+AdvertisedIndex::~AdvertisedIndex() = default;
+
+std::optional<size_t> AdvertisedIndex::Find(std::string_view id) {
+  const auto slot = state_->resolver.Resolve(id);
+  if (!slot) return std::nullopt;
+  return static_cast<size_t>(slot->gpu) * static_cast<size_t>(state_->slots) +
+         static_cast<size_t>(slot->replica);
+}
+
 }  // namespace nvdp::sharing

@@ -14,6 +14,7 @@
 // Messages start with the resource name.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,6 +79,25 @@ struct AdvertisedDevice {
 // Every device ID the resource advertises, GPU by GPU, shares in order. Each
 // carries its GPU's UUID, so per-GPU health maps onto all of its shares.
 std::vector<AdvertisedDevice> AdvertisedDevices(const ResourceSpec& spec);
+
+// Finds advertised device IDs' positions in AdvertisedDevices(spec) without allocating or
+// hashing: it parses "<uuid>::<i>" and matches the UUID against the resource's devices, starting
+// from the one the previous ID named (kubelet sends thousands of IDs, grouped by device). Keeps a
+// reference to `spec`, which must outlive it. Not thread-safe (it remembers that hint).
+class AdvertisedIndex {
+ public:
+  explicit AdvertisedIndex(const ResourceSpec& spec);
+  ~AdvertisedIndex();
+  AdvertisedIndex(const AdvertisedIndex&) = delete;
+  AdvertisedIndex& operator=(const AdvertisedIndex&) = delete;
+
+  // nullopt for an ID the resource does not advertise (or a malformed one).
+  std::optional<size_t> Find(std::string_view id);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // GetPreferredAllocation for one container. Stateless: works only from what
 // kubelet sends. Per-container MPS: best fit on one GPU below `replicas`

@@ -67,6 +67,31 @@ TEST(AdvertisedDevices, SharesCarryTheirGpu) {
   }
 }
 
+TEST(AdvertisedIndex, FindsEveryAdvertisedIdAtItsPosition) {
+  for (auto [mode, replicas] : {std::pair(Mode::kExclusive, 1), std::pair(Mode::kMps, 100),
+                                std::pair(Mode::kTimeSlicing, 3)}) {
+    const ResourceSpec spec = testing::Spec(mode, replicas);
+    const auto devices = AdvertisedDevices(spec);
+    AdvertisedIndex index(spec);
+    // In order, in reverse (the hint is wrong every time), and again.
+    for (size_t i = 0; i < devices.size(); ++i) EXPECT_EQ(index.Find(devices[i].id), i);
+    for (size_t i = devices.size(); i-- > 0;) EXPECT_EQ(index.Find(devices[i].id), i);
+  }
+}
+
+TEST(AdvertisedIndex, IdsTheResourceDoesNotAdvertiseAreNotFound) {
+  const ResourceSpec shared = testing::Spec(Mode::kMps, 100);
+  AdvertisedIndex index(shared);
+  for (const std::string& id :
+       {testing::Share(0, 100), testing::A100Uuid(0), std::string("GPU-nope::1"), std::string(""),
+        testing::Share(7, 99) + "x", testing::A100Uuid(1) + "::-1"}) {
+    EXPECT_FALSE(index.Find(id).has_value()) << id;
+  }
+  const ResourceSpec whole = testing::Spec(Mode::kExclusive, 1);
+  AdvertisedIndex exclusive(whole);
+  EXPECT_FALSE(exclusive.Find(testing::Share(0, 0)).has_value());
+}
+
 TEST(ResourceSpec, ShortName) {
   ResourceSpec spec;
   spec.name = "nvidia.com/gpu.shared";
