@@ -107,8 +107,8 @@ class DevicePluginServer::UnaryCall final : public QueueEvent {
     }
     answered_ = true;
     Await(owner_, method_, handler_);  // the next call of this method may arrive meanwhile
-    const grpc::Status status = handler_(*request_, response_);
-    responder_.Finish(*response_, status, this);
+    const grpc::Status status = handler_(*request_, &response_);
+    responder_.Finish(response_, status, this);
   }
 
  private:
@@ -119,11 +119,12 @@ class DevicePluginServer::UnaryCall final : public QueueEvent {
   const RequestMethod method_;
   const Handler handler_;
   grpc::ServerContext context_;
-  // The request and the answer live on an arena of the call's own: kubelet's thousands of IDs are
-  // parsed into a few blocks rather than one allocation each, and freed at once.
+  // The request lives on an arena of the call's own: kubelet's thousands of IDs are parsed into a
+  // few blocks rather than one allocation each, and freed at once. The answer does not: protobuf
+  // 3.21 crashes destroying the map fields of arena messages (Allocate's envs) with the arena.
   google::protobuf::Arena arena_;
   Request* const request_ = google::protobuf::Arena::CreateMessage<Request>(&arena_);
-  Response* const response_ = google::protobuf::Arena::CreateMessage<Response>(&arena_);
+  Response response_;
   grpc::ServerAsyncResponseWriter<Response> responder_;
   bool answered_ = false;
 };
