@@ -202,7 +202,7 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
     return init_failed("GPU discovery failed: " + std::string(inventory.status().message()));
   }
 
-  if (auto status = device::CheckMigStrategySupported(config.flags.mig_strategy, *inventory);
+  if (auto status = sharing::CheckMigStrategy(config.flags.mig_strategy, *inventory);
       !status.ok()) {
     (*nvml)->Shutdown().IgnoreError();
     return init_failed(std::string(status.message()));
@@ -276,8 +276,7 @@ int RunDaemon(const config::FlagOverrides& command_line, const config::FlagOverr
                     std::string(rediscovered.status().message()));
       continue;
     }
-    if (auto status =
-            device::CheckMigStrategySupported(reloaded->config.flags.mig_strategy, *rediscovered);
+    if (auto status = sharing::CheckMigStrategy(reloaded->config.flags.mig_strategy, *rediscovered);
         !status.ok()) {
       spdlog::error("reload rejected, keeping the running configuration: {}",
                     std::string(status.message()));

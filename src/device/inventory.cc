@@ -10,7 +10,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "sharing/sharing.h"
 
 namespace nvdp::device {
 
@@ -191,10 +190,6 @@ absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const DiscoveryPat
     inventory.gpus.push_back(std::move(gpu));
   }
   return inventory;
-}
-
-absl::Status CheckMigStrategySupported(config::MigStrategy strategy, const Inventory& inventory) {
-  return sharing::CheckMigStrategy(strategy, inventory);
 }
 
 }  // namespace nvdp::device

@@ -101,9 +101,4 @@ struct DiscoveryPaths {
 // MIG-enabled GPU whose MIG devices cannot be enumerated, fails discovery with an error naming it.
 absl::StatusOr<Inventory> DiscoverInventory(nvml::Nvml& nvml, const DiscoveryPaths& paths = {});
 
-// Whether flags.migStrategy can be applied to this node's MIG layout: forwards to
-// sharing::CheckMigStrategy (sharing/sharing.h has the rules; docs/mig.md). FailedPrecondition
-// naming the GPUs and profiles when it cannot (e.g. single with MIG devices that differ).
-absl::Status CheckMigStrategySupported(config::MigStrategy strategy, const Inventory& inventory);
-
 }  // namespace nvdp::device

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "sharing/sharing.h"
 
 namespace nvdp::device {
 namespace {
@@ -37,20 +38,20 @@ Inventory TwoGpus(bool second_has_mig) {
 }
 
 TEST(MigStrategyCheckTest, NoneAlwaysPasses) {
-  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kNone, TwoGpus(true)).ok());
+  EXPECT_TRUE(sharing::CheckMigStrategy(config::MigStrategy::kNone, TwoGpus(true)).ok());
 }
 
 // With MIG off everywhere, upstream's single and mixed advertise full GPUs too.
 TEST(MigStrategyCheckTest, SingleAndMixedPassWhenMigIsOffEverywhere) {
-  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kSingle, TwoGpus(false)).ok());
-  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kMixed, TwoGpus(false)).ok());
+  EXPECT_TRUE(sharing::CheckMigStrategy(config::MigStrategy::kSingle, TwoGpus(false)).ok());
+  EXPECT_TRUE(sharing::CheckMigStrategy(config::MigStrategy::kMixed, TwoGpus(false)).ok());
 }
 
 // A MIG-enabled GPU without MIG devices cannot be advertised under single or mixed (the strategy
 // rules themselves are tested in tests/sharing/mig_test.cc).
 TEST(MigStrategyCheckTest, SingleOrMixedWithMigEnabledButNoMigDevicesFailsNamingTheGpu) {
   for (auto strategy : {config::MigStrategy::kSingle, config::MigStrategy::kMixed}) {
-    absl::Status status = CheckMigStrategySupported(strategy, TwoGpus(true));
+    absl::Status status = sharing::CheckMigStrategy(strategy, TwoGpus(true));
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(status.message(),
               std::string("flags.migStrategy: ") + std::string(config::ToString(strategy)) +

@@ -9,6 +9,7 @@
 #include "device/inventory.h"
 #include "nvml/dl_nvml.h"
 #include "nvml/fake_nvml_env.h"
+#include "sharing/sharing.h"
 
 namespace nvdp::device {
 namespace {
@@ -105,8 +106,8 @@ TEST(InventoryFakeNvmlMigTest, MigModeReachesTheInventory) {
   ASSERT_EQ(inventory->gpus.size(), 2u);
   EXPECT_FALSE(inventory->gpus[0].mig_enabled);
   EXPECT_TRUE(inventory->gpus[1].mig_enabled);
-  EXPECT_TRUE(CheckMigStrategySupported(config::MigStrategy::kNone, *inventory).ok());
-  EXPECT_EQ(CheckMigStrategySupported(config::MigStrategy::kSingle, *inventory).code(),
+  EXPECT_TRUE(sharing::CheckMigStrategy(config::MigStrategy::kNone, *inventory).ok());
+  EXPECT_EQ(sharing::CheckMigStrategy(config::MigStrategy::kSingle, *inventory).code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
